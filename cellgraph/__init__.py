@@ -1,0 +1,9 @@
+"""cellgraph: recurrent networks of any shape, from one Keras timestep graph."""
+
+from cellgraph import cells
+from cellgraph.cell import GraphCell, RNNCell
+from cellgraph.recurrent_model import RecurrentModel
+from cellgraph.step_graph import StepGraph
+
+__all__ = ["GraphCell", "RNNCell", "RecurrentModel", "StepGraph", "cells"]
+__version__ = "0.1.0"

@@ -1,0 +1,333 @@
+"""RNNCell: a Keras layer that runs one timestep of a recurrent step graph."""
+
+from __future__ import annotations
+
+import keras
+
+from cellgraph import step_graph
+
+
+@keras.saving.register_keras_serializable(package="cellgraph")
+class RNNCell(keras.layers.Layer):
+    """Base class of cellgraph's cells: one timestep as a Keras layer.
+
+    A cell is called inside a step graph on a list
+    `[x_t, *states_tm1]` and returns the list `[output_t, *states_t]`:
+
+    ```python
+    output, *new_states = cell([x_t, *states_tm1])
+    ```
+
+    A subclass defines `build_model(input_shape)`, which returns a
+    `keras.Model` mapping `[x, *states]` to `[output, *new_states]`, and the
+    property `state_shape` (one shape per state, batch dimension left out).
+    An existing one-step model is wrapped with `RNNCell.from_model(model)`.
+    `cell.get_layer(**kwargs)` turns the cell into a `RecurrentModel` over
+    sequences.
+
+    Layers inside the step model may keep one random mask for a whole
+    sequence (Keras's recurrent dropout) by defining
+    `begin_sequence(batch_size, training)` and `end_sequence()`; the
+    sequence layer calls them around its loop.
+
+    Args:
+        input_dim: optional size of the step input (vectors). Needed by
+            `get_layer()` and by a first cell of a `RecurrentSequential`.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: list `[x_t, *states_tm1]`.
+        training: Python boolean, training or inference mode.
+
+    Example:
+
+    ```python
+    x = keras.Input((4,))
+    h = keras.Input((8,))
+    h_new = keras.layers.Dense(8, activation="tanh")(
+        keras.layers.Concatenate()([x, h]))
+    cell = cellgraph.RNNCell.from_model(keras.Model([x, h], [h_new, h_new]))
+    layer = cell.get_layer(return_sequences=True)
+    y = layer(np.zeros((2, 5, 4), "float32"))  # (2, 5, 8)
+    ```
+    """
+
+    def __init__(self, input_dim: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if input_dim is not None and (not isinstance(input_dim, int) or input_dim <= 0):
+            raise ValueError(
+                "Argument `input_dim` must be a positive integer or None. "
+                f"Received: input_dim={input_dim!r}"
+            )
+        self.input_dim = input_dim
+        self.model = None
+
+    # -- the contract a subclass fills in -------------------------------
+    def build_model(self, input_shape) -> keras.Model:
+        """Returns the one-step `keras.Model` `[x, *states] -> [out, *states]`.
+
+        Args:
+            input_shape: shape of the step input `x`, batch dimension first.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `build_model(input_shape)` "
+            "or be created with `RNNCell.from_model(model)`."
+        )
+
+    @property
+    def state_shape(self) -> list[tuple]:
+        """One shape per state, without the batch dimension."""
+        if self.model is not None:
+            return [tuple(t.shape[1:]) for t in self.model.inputs[1:]]
+        raise NotImplementedError(
+            f"{type(self).__name__} must define the `state_shape` property."
+        )
+
+    @property
+    def num_states(self) -> int:
+        """Number of state tensors the cell carries from step to step."""
+        return len(self.state_shape)
+
+    @property
+    def input_shape_hint(self) -> tuple | None:
+        """Step input shape without batch dimension, when known."""
+        if self.model is not None:
+            return tuple(self.model.inputs[0].shape[1:])
+        if self.input_dim is not None:
+            return (self.input_dim,)
+        return None
+
+    # -- Layer API -------------------------------------------------------
+    def build(self, input_shape):
+        x_shape = _first_shape(input_shape)
+        if self.model is None:
+            model = self.build_model(tuple(x_shape))
+            if not isinstance(model, keras.Model):
+                raise TypeError(
+                    f"{type(self).__name__}.build_model() must return a "
+                    f"keras.Model. Received: {type(model).__name__}"
+                )
+            self.model = model
+        self._check_call_shapes(input_shape)
+
+    def _check_call_shapes(self, input_shape):
+        if (
+            not isinstance(input_shape, (list, tuple))
+            or not input_shape
+            or (not isinstance(input_shape[0], (list, tuple)))
+        ):
+            raise ValueError(
+                f"{self.name}: a cell is called on a list [x_t, *states_tm1] "
+                f"with {1 + self.num_states} tensors. Received input shape: "
+                f"{input_shape}"
+            )
+        expected = len(self.model.inputs)
+        if len(input_shape) != expected:
+            raise ValueError(
+                f"{self.name}: expected a list of {expected} tensors "
+                f"[x_t, *states_tm1] (the cell has {expected - 1} states). "
+                f"Received {len(input_shape)} tensors with shapes "
+                f"{list(input_shape)}"
+            )
+        for i, (want, got) in enumerate(zip(self.model.inputs, input_shape)):
+            what = "x_t" if i == 0 else f"state {i - 1}"
+            if not step_graph.shapes_compatible(want.shape[1:], got[1:]):
+                raise ValueError(
+                    f"{self.name}: {what} must have shape "
+                    f"{(None,) + tuple(want.shape[1:])}. Received: {tuple(got)}"
+                )
+
+    def call(self, inputs, training=None):
+        return step_graph.call_step_model(self.model, inputs, training)
+
+    def compute_output_spec(self, inputs, training=None):
+        if self.model is None:
+            self.build([tuple(t.shape) for t in inputs])
+        return step_graph.call_step_model(self.model, inputs, spec=True)
+
+    # -- conveniences ----------------------------------------------------
+    def get_layer(self, **kwargs):
+        """Returns a `RecurrentModel` running this cell over sequences.
+
+        Args:
+            **kwargs: `RecurrentModel` arguments (`return_sequences`,
+                `unroll`, `stateful`, ...).
+        """
+        from cellgraph.recurrent_model import RecurrentModel
+
+        x_shape = self.input_shape_hint
+        if x_shape is None:
+            raise ValueError(
+                f"{type(self).__name__}.get_layer() needs the step input "
+                "size: create the cell with `input_dim=...`. Received: "
+                "input_dim=None"
+            )
+        x = keras.Input(x_shape, name="x_t")
+        states = [
+            keras.Input(shape, name=f"state{i}_tm1")
+            for i, shape in enumerate(self.state_shape)
+        ]
+        output, *new_states = self([x, *states])
+        return RecurrentModel(
+            input=x,
+            output=output,
+            initial_states=states,
+            final_states=new_states,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_model(cls, model: keras.Model, **kwargs) -> RNNCell:
+        """Wraps a one-step model `[x, *states] -> [output, *new_states]`."""
+        return _ModelCell(model=model, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["input_dim"] = self.input_dim
+        return config
+
+
+@keras.saving.register_keras_serializable(package="cellgraph")
+class _ModelCell(RNNCell):
+    """An `RNNCell` made from an existing one-step `keras.Model`."""
+
+    def __init__(self, model, **kwargs):
+        if isinstance(model, dict):
+            model = keras.saving.deserialize_keras_object(model)
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "RNNCell.from_model() expects a keras.Model. Received: "
+                f"model={type(model).__name__}"
+            )
+        if len(model.inputs) < 1 or len(model.outputs) != len(model.inputs):
+            raise ValueError(
+                "RNNCell.from_model(): the model must map [x, *states] to "
+                "[output, *new_states] (as many outputs as inputs). Received "
+                f"a model with {len(model.inputs)} inputs and "
+                f"{len(model.outputs)} outputs."
+            )
+        for i, (s_in, s_out) in enumerate(zip(model.inputs[1:], model.outputs[1:])):
+            if tuple(s_in.shape[1:]) != tuple(s_out.shape[1:]):
+                raise ValueError(
+                    f"RNNCell.from_model(): new state {i} has shape "
+                    f"{tuple(s_out.shape)} but state {i} has shape "
+                    f"{tuple(s_in.shape)}"
+                )
+        kwargs.setdefault("input_dim", None)
+        super().__init__(**kwargs)
+        self.model = model
+
+    def get_config(self):
+        config = super().get_config()
+        config["model"] = keras.saving.serialize_keras_object(self.model)
+        return config
+
+
+def _first_shape(input_shape):
+    if (
+        isinstance(input_shape, (list, tuple))
+        and input_shape
+        and isinstance(input_shape[0], (list, tuple))
+    ):
+        return input_shape[0]
+    return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cellgraph")
+class GraphCell(RNNCell):
+    """An `RNNCell` running one step of a `RecurrentModel`'s step graph.
+
+    Made by `RecurrentModel.get_cell()`. It is called on
+    `[*inputs, *states, *constants]` and returns `[output, *new_states]`;
+    with a readout, the previous output is an extra last state.
+
+    Args:
+        step_model: the one-step model, inputs ordered
+            `[*inputs, *states, *constants, (readout)]`.
+        num_inputs, num_states, num_constants, has_readout: its layout.
+    """
+
+    def __init__(
+        self,
+        step_model,
+        num_inputs=1,
+        num_states=0,
+        num_constants=0,
+        has_readout=False,
+        **kwargs,
+    ):
+        if isinstance(step_model, dict):
+            step_model = keras.saving.deserialize_keras_object(step_model)
+        graph = step_graph.StepGraph.from_model(
+            step_model, num_inputs, num_states, num_constants, has_readout
+        )
+        kwargs.setdefault("input_dim", None)
+        super().__init__(**kwargs)
+        self.model = step_model
+        self._counts = graph.counts
+        self._input_shapes = graph.input_shapes
+        shapes = graph.state_shapes
+        if has_readout:
+            shapes = shapes + [graph.output_shape]
+        self._cell_state_shapes = shapes
+        self._constant_shapes = graph.constant_shapes
+
+    @property
+    def state_shape(self):
+        return list(self._cell_state_shapes)
+
+    @property
+    def input_shape_hint(self):
+        return self._input_shapes[0] if len(self._input_shapes) == 1 else None
+
+    def build(self, input_shape):
+        expected = [
+            *self._input_shapes,
+            *self._cell_state_shapes,
+            *self._constant_shapes,
+        ]
+        shapes = list(input_shape) if isinstance(input_shape, (list, tuple)) else []
+        if len(shapes) != len(expected) or not all(
+            step_graph.shapes_compatible((None, *want), tuple(got))
+            for want, got in zip(expected, shapes)
+        ):
+            raise ValueError(
+                f"{self.name} is called on [*inputs, *states, *constants] with "
+                f"shapes {[(None, *s) for s in expected]}. Received: {shapes}"
+            )
+        self.built = True
+
+    def _model_inputs(self, inputs):
+        inputs = list(inputs)
+        c = self._counts
+        a = c["num_inputs"]
+        b = a + c["num_states"]
+        r = b + int(c["has_readout"])
+        readout = inputs[b:r]
+        return [*inputs[:b], *inputs[r:], *readout]
+
+    def call(self, inputs, training=None):
+        outputs = step_graph.call_step_model(
+            self.model, self._model_inputs(inputs), training
+        )
+        if self._counts["has_readout"]:
+            outputs.append(outputs[0])
+        return outputs
+
+    def compute_output_spec(self, inputs, training=None):
+        outputs = step_graph.call_step_model(
+            self.model, self._model_inputs(inputs), spec=True
+        )
+        if self._counts["has_readout"]:
+            outputs.append(outputs[0])
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "step_model": keras.saving.serialize_keras_object(self.model),
+                **self._counts,
+            }
+        )
+        return config

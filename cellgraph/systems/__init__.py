@@ -1,0 +1,1 @@
+"""External systems for superloops (planned)."""
