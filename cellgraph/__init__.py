@@ -3,7 +3,15 @@
 from cellgraph import cells
 from cellgraph.cell import GraphCell, RNNCell
 from cellgraph.recurrent_model import RecurrentModel
+from cellgraph.sequential import RecurrentSequential
 from cellgraph.step_graph import StepGraph
 
-__all__ = ["GraphCell", "RNNCell", "RecurrentModel", "StepGraph", "cells"]
+__all__ = [
+    "GraphCell",
+    "RNNCell",
+    "RecurrentModel",
+    "RecurrentSequential",
+    "StepGraph",
+    "cells",
+]
 __version__ = "0.1.0"

@@ -115,6 +115,18 @@ class RecurrentModel(keras.layers.Layer):
     ):
         graph = kwargs.pop("_graph", None)
         super().__init__(**kwargs)
+        self._set_options(
+            teacher_force=teacher_force,
+            decode=decode,
+            output_length=output_length,
+            state_initializer=state_initializer,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+        )
         if graph is None:
             graph = StepGraph(
                 inputs=input,
@@ -124,14 +136,23 @@ class RecurrentModel(keras.layers.Layer):
                 constants=constants,
                 readout_input=readout_input,
             )
-        self._graph_counts = graph.counts
-        self.step_model = graph.model
-        self._input_shapes = graph.input_shapes
-        self._input_dtypes = [t.dtype for t in graph.inputs]
-        self._state_shapes = graph.state_shapes
-        self._output_shape = graph.output_shape
-        self._multi_input = isinstance(input, (list, tuple))
-        self.teacher_force = _check_teacher_force(teacher_force, graph)
+        self._set_graph(graph, multi_input=isinstance(input, (list, tuple)))
+
+    def _set_options(
+        self,
+        teacher_force,
+        decode,
+        output_length,
+        state_initializer,
+        return_sequences,
+        return_state,
+        go_backwards,
+        stateful,
+        unroll,
+        zero_output_for_mask,
+    ):
+        """Stores the options that do not depend on the step graph."""
+        self.teacher_force = teacher_force
         self.decode = bool(decode)
         if self.decode and (not isinstance(output_length, int) or output_length < 1):
             raise ValueError(
@@ -139,9 +160,7 @@ class RecurrentModel(keras.layers.Layer):
                 f"`decode=True`. Received: output_length={output_length!r}"
             )
         self.output_length = output_length
-        self.state_initializer = _parse_state_initializer(
-            state_initializer, len(self._state_shapes)
-        )
+        self.state_initializer = state_initializer
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.go_backwards = go_backwards
@@ -149,7 +168,21 @@ class RecurrentModel(keras.layers.Layer):
         self.unroll = unroll
         self.zero_output_for_mask = zero_output_for_mask
         self.supports_masking = True
+        self._initial_weights = []
+        self._state_variables = []
 
+    def _set_graph(self, graph: StepGraph, multi_input: bool):
+        """Takes the step graph: its model, roles, shapes, and the loop."""
+        self._graph_counts = graph.counts
+        self.step_model = graph.model
+        self._input_shapes = graph.input_shapes
+        self._state_shapes = graph.state_shapes
+        self._output_shape = graph.output_shape
+        self._multi_input = multi_input
+        self.teacher_force = _check_teacher_force(self.teacher_force, graph)
+        self.state_initializer = _parse_state_initializer(
+            self.state_initializer, len(self._state_shapes)
+        )
         inner_shapes = list(self._state_shapes)
         if self.has_readout:
             inner_shapes.append(self._output_shape)
@@ -160,17 +193,15 @@ class RecurrentModel(keras.layers.Layer):
         self._loop = _Untracked(
             keras.layers.RNN(
                 cell,
-                return_sequences=return_sequences,
+                return_sequences=self.return_sequences,
                 return_state=True,
-                go_backwards=go_backwards,
-                unroll=unroll,
-                zero_output_for_mask=zero_output_for_mask,
+                go_backwards=self.go_backwards,
+                unroll=self.unroll,
+                zero_output_for_mask=self.zero_output_for_mask,
             )
         )
         sampled = self.teacher_force not in (False, 1.0)
         self._seed_generator = keras.random.SeedGenerator() if sampled else None
-        self._initial_weights = []
-        self._state_variables = []
 
     # -- properties ------------------------------------------------------------
     @property
@@ -444,6 +475,8 @@ class RecurrentModel(keras.layers.Layer):
             mask = None
 
         rnn = self._loop.value
+        # Wrappers such as Bidirectional may change these after construction.
+        rnn.zero_output_for_mask = self.zero_output_for_mask
         rnn.cell.configure(
             layout=layout,
             captured_inputs=xs if self.decode else None,
@@ -550,7 +583,8 @@ class RecurrentModel(keras.layers.Layer):
         xs = [ops.convert_to_tensor(x) for x in self._as_list(inputs)]
         batch = ops.shape(xs[0])[0]
         if not self.built:
-            self.build([(None, None, *s) for s in self._input_shapes])
+            lead = (None,) if self.decode else (None, None)
+            self.build([(*lead, *s) for s in self._input_shapes])
         states = self._as_list(states) or self.get_initial_state(batch)
         states = [ops.convert_to_tensor(s, self.compute_dtype) for s in states]
         consts = [ops.convert_to_tensor(c) for c in self._as_list(constants)]
