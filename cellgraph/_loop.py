@@ -85,7 +85,7 @@ class StepCell(keras.layers.Layer):
         parts = self._layout.unpack(inputs) if self._layout is not None else [inputs]
         if self._captured_inputs:
             step_inputs = list(self._captured_inputs)
-            extra = parts if self._layout is not None else []
+            extra = parts  # ground truth / coins; a dummy sequence otherwise
         else:
             step_inputs, extra = parts[:num_inputs], parts[num_inputs:]
         model_inputs = [*step_inputs, *states[:num_states], *self._constants]

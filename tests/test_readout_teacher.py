@@ -173,6 +173,17 @@ def test_decode_feeds_the_same_input_every_step(rng):
     assert tuple(symbolic.shape) == (None, 4, 2)
 
 
+@pytest.mark.parametrize("teacher_force", [True, 0.999999])
+def test_decode_with_teacher_forcing(rng, teacher_force):
+    decoder = cg.RecurrentModel(**readout_graph(), decode=True, output_length=4,
+                                teacher_force=teacher_force, return_sequences=True)
+    vector = rng.random((2, 3)).astype("float32")
+    truth = rng.random((2, 4, 2)).astype("float32")
+    expected = teacher_reference(decoder, np.repeat(vector[:, None], 4, axis=1), truth)
+    y = decoder(vector, ground_truth=truth, training=True)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_constants_of_any_rank_visible_at_every_step(rng):
     data, x_t, h_tm1 = keras.Input((4, 3)), keras.Input((3,)), keras.Input((4,))
     scores = layers.Dot(axes=(2, 1))([data, x_t])
