@@ -1,4 +1,4 @@
-"""Reverse digit strings with an encoder and an attentive decoder trained by teacher forcing.
+"""Reverse digit strings: encoder + attentive decoder, trained by teacher forcing.
 
 The decoder is one `cellgraph.RecurrentModel` whose step graph reads:
 - its own previous output (a readout; the ground truth in training),
