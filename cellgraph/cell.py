@@ -168,6 +168,7 @@ class RNNCell(keras.layers.Layer):
             for i, shape in enumerate(self.state_shape)
         ]
         output, *new_states = self([x, *states])
+        kwargs.setdefault("dtype", self.dtype_policy)
         return RecurrentModel(
             input=x,
             output=output,

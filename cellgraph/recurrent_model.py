@@ -5,15 +5,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph import _loop, backend
+from cellgraph import _loop, _options, backend
 from cellgraph.step_graph import (
     StepGraph,
     call_step_model,
     shapes_compatible,
     walk_layers,
 )
-
-_LEARNED = "learned"
 
 
 class _Untracked:
@@ -179,8 +177,8 @@ class RecurrentModel(keras.layers.Layer):
         self._state_shapes = graph.state_shapes
         self._output_shape = graph.output_shape
         self._multi_input = multi_input
-        self.teacher_force = _check_teacher_force(self.teacher_force, graph)
-        self.state_initializer = _parse_state_initializer(
+        self.teacher_force = _options.check_teacher_force(self.teacher_force, graph)
+        self.state_initializer = _options.parse_state_initializer(
             self.state_initializer, len(self._state_shapes)
         )
         inner_shapes = list(self._state_shapes)
@@ -245,8 +243,8 @@ class RecurrentModel(keras.layers.Layer):
             self._initial_weights.append(
                 self.add_weight(
                     shape=shape,
-                    initializer="zeros" if spec == _LEARNED else spec,
-                    trainable=spec == _LEARNED,
+                    initializer="zeros" if spec == _options.LEARNED else spec,
+                    trainable=spec == _options.LEARNED,
                     name=f"initial_state_{i}",
                 )
             )
@@ -617,12 +615,9 @@ class RecurrentModel(keras.layers.Layer):
                 "teacher_force": self.teacher_force,
                 "decode": self.decode,
                 "output_length": self.output_length,
-                "state_initializer": [
-                    spec
-                    if spec in (None, _LEARNED)
-                    else keras.initializers.serialize(spec)
-                    for spec in self.state_initializer
-                ],
+                "state_initializer": _options.serialize_initializers(
+                    self.state_initializer
+                ),
                 "return_sequences": self.return_sequences,
                 "return_state": self.return_state,
                 "go_backwards": self.go_backwards,
@@ -645,58 +640,12 @@ class RecurrentModel(keras.layers.Layer):
         }
         multi_input = config.pop("multi_input")
         graph = StepGraph.from_model(model, **counts)
-        config["state_initializer"] = [
-            spec if spec in (None, _LEARNED) else keras.initializers.deserialize(spec)
-            for spec in config["state_initializer"]
-        ]
+        config["state_initializer"] = _options.deserialize_initializers(
+            config["state_initializer"]
+        )
         return cls(
             input=graph.inputs if multi_input else graph.inputs[0],
             output=graph.output,
             _graph=graph,
             **config,
         )
-
-
-def _check_teacher_force(value, graph):
-    if value is False or value is None or value == 0:
-        return False
-    if value is True:
-        value = 1.0
-    if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise ValueError(
-            "Argument `teacher_force` must be True/False or a probability in "
-            f"(0, 1]. Received: teacher_force={value!r}"
-        )
-    if graph.readout_input is None:
-        raise ValueError(
-            "Teacher forcing feeds the ground truth through the readout: give "
-            "the step graph a `readout_input`. Received: teacher_force="
-            f"{value!r} and readout_input=None"
-        )
-    return float(value)
-
-
-def _parse_state_initializer(value, num_states):
-    if isinstance(value, (list, tuple)):
-        if len(value) != num_states:
-            raise ValueError(
-                "Argument `state_initializer` as a list needs one entry per "
-                f"state ({num_states}). Received {len(value)}: {value!r}"
-            )
-        items = list(value)
-    else:
-        items = [value] * num_states
-    parsed = []
-    for item in items:
-        if item is None or item == _LEARNED:
-            parsed.append(item)
-        else:
-            try:
-                parsed.append(keras.initializers.get(item))
-            except (ValueError, TypeError) as error:
-                raise ValueError(
-                    "Argument `state_initializer` must be None, 'learned', a "
-                    "Keras initializer (name or object), or a list of those. "
-                    f"Received: {item!r}"
-                ) from error
-    return parsed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from cellgraph import _options
 from cellgraph.cell import RNNCell
 from cellgraph.recurrent_model import RecurrentModel
 from cellgraph.step_graph import StepGraph
@@ -280,7 +281,9 @@ class RecurrentSequential(RecurrentModel):
                 "teacher_force": self.teacher_force,
                 "decode": self.decode,
                 "output_length": self.output_length,
-                "state_initializer": _serialize_initializer(self.state_initializer),
+                "state_initializer": _options.serialize_initializers(
+                    self.state_initializer
+                ),
                 "return_sequences": self.return_sequences,
                 "return_state": self.return_state,
                 "go_backwards": self.go_backwards,
@@ -301,23 +304,7 @@ class RecurrentSequential(RecurrentModel):
         config["readout_activation"] = keras.activations.deserialize(
             config["readout_activation"]
         )
-        config["state_initializer"] = _deserialize_initializer(
+        config["state_initializer"] = _options.deserialize_initializers(
             config["state_initializer"]
         )
         return cls(**config)
-
-
-def _serialize_initializer(value):
-    if isinstance(value, (list, tuple)):
-        return [_serialize_initializer(v) for v in value]
-    if value is None or isinstance(value, str):
-        return value
-    return keras.initializers.serialize(value)
-
-
-def _deserialize_initializer(value):
-    if isinstance(value, list):
-        return [_deserialize_initializer(v) for v in value]
-    if isinstance(value, dict):
-        return keras.initializers.deserialize(value)
-    return value
