@@ -475,10 +475,12 @@ class RecurrentModel(keras.layers.Layer):
         rnn = self._loop.value
         # Wrappers such as Bidirectional may change these after construction.
         rnn.zero_output_for_mask = self.zero_output_for_mask
+        # Fresh tensors: a Keras mask attached to a constant (e.g. encoder
+        # outputs) means nothing inside one step.
         rnn.cell.configure(
             layout=layout,
-            captured_inputs=xs if self.decode else None,
-            constants=consts,
+            captured_inputs=[ops.copy(x) for x in xs] if self.decode else None,
+            constants=[ops.copy(c) for c in consts],
             teacher=teacher,
             sampled=teacher and self.teacher_force < 1.0,
         )
