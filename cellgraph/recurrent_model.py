@@ -596,6 +596,18 @@ class RecurrentModel(keras.layers.Layer):
         outputs = call_step_model(self.step_model, model_inputs, training)
         return outputs[0], list(outputs[1:])
 
+    def summary(self, **kwargs):
+        """Prints the step graph's layers (`step_model.summary(**kwargs)`).
+
+        `model.summary()` of a model holding this layer shows it as one
+        layer; this shows what runs inside one step.
+        """
+        if self.step_model is None:
+            raise ValueError(
+                f"{self.name} has no step graph yet: call it (or build it) once."
+            )
+        return self.step_model.summary(**kwargs)
+
     def get_cell(self):
         """Returns an `RNNCell` running one step of this graph (shared weights).
 

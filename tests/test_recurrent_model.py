@@ -350,3 +350,13 @@ def test_layer_without_states_uses_placeholder(rng):
     y_ref, states = manual_loop(rnn, x, [])
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
     assert states == []
+
+
+def test_summary_shows_the_step_graph(capsys):
+    rnn = cg.RecurrentModel(**vector_matrix_graph())
+    rnn.summary()
+    printed = capsys.readouterr().out
+    assert "dense" in printed.lower() and "reshape" in printed.lower()
+    stack = cg.RecurrentSequential(layers=[cg.cells.GRUCell(3)])
+    with pytest.raises(ValueError, match="call it"):
+        stack.summary()
