@@ -200,3 +200,35 @@ def test_unregistered_lambda_is_refused(rng, tmp_path):
     model.save(path)
     with pytest.raises(ValueError, match="(?i)lambda"):
         keras.models.load_model(path, safe_mode=True)
+
+
+def test_export_saved_model_serves_identical_outputs(rng, tmp_path):
+    import tensorflow as tf
+
+    rnn = cg.cells.LSTMCell(6, input_dim=3).get_layer(return_sequences=True)
+    inputs = keras.Input((None, 3))
+    model = keras.Model(inputs, layers.Dense(2)(rnn(inputs)))
+    x = rng.random((2, 5, 3)).astype("float32")
+    model.export(str(tmp_path / "served"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(
+        served.serve(x).numpy(), model.predict(x, verbose=0), atol=1e-6
+    )
+    longer = rng.random((3, 9, 3)).astype("float32")  # other batch and length
+    np.testing.assert_allclose(
+        served.serve(longer).numpy(), model.predict(longer, verbose=0), atol=1e-6
+    )
+
+
+def test_xla_compiled_training_matches_plain(rng):
+    x = rng.random((4, 5, 3)).astype("float32")
+    y = rng.random((4, 2)).astype("float32")
+    results = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        rnn = cg.cells.GRUCell(4, input_dim=3).get_layer()
+        model = keras.Model(i := keras.Input((5, 3)), layers.Dense(2)(rnn(i)))
+        model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=jit)
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+        results.append(model.predict(x, verbose=0))
+    np.testing.assert_allclose(results[0], results[1], atol=1e-5)
