@@ -55,8 +55,14 @@ class RecurrentModel(keras.layers.Layer):
             Keras initializer (name or object, sampled once and kept as a
             non-trainable weight), `"learned"` (trainable initial states),
             or a list with one of those per state.
-        return_sequences, return_state, go_backwards, stateful, unroll,
-        zero_output_for_mask: as in `keras.layers.RNN`.
+        return_sequences: return every step's output, not only the last.
+        return_state: also return the final states: `[output, *states]`.
+        go_backwards: process the sequence backwards (outputs come in
+            processing order, as in Keras).
+        stateful: keep the last states of a batch for the next batch.
+        unroll: unroll the loop in Python (needs a known time length).
+        zero_output_for_mask: output zeros at masked steps instead of the
+            previous output.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:

@@ -43,8 +43,15 @@ class RecurrentSequential(RecurrentModel):
             the step input before the first layer: `"add"`, `"mul"`, `"avg"`
             or `"max"`. The output and the step input must have the same shape.
         readout_activation: activation applied after the readout combination.
-        teacher_force, decode, output_length, state_initializer,
-        return_sequences, return_state, go_backwards, stateful, unroll,
+        teacher_force: as in `RecurrentModel` (needs a `readout`).
+        decode: as in `RecurrentModel`.
+        output_length: as in `RecurrentModel`.
+        state_initializer: as in `RecurrentModel`, one entry per state.
+        return_sequences: as in `RecurrentModel`.
+        return_state: as in `RecurrentModel`.
+        go_backwards: as in `RecurrentModel`.
+        stateful: as in `RecurrentModel`.
+        unroll: as in `RecurrentModel`.
         zero_output_for_mask: as in `RecurrentModel`.
         layers: optional list of layers to `add()` at once.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
