@@ -1,6 +1,6 @@
 """cellgraph: recurrent networks of any shape, from one Keras timestep graph."""
 
-from cellgraph import cells
+from cellgraph import cells, feedback, systems
 from cellgraph.cell import GraphCell, RNNCell
 from cellgraph.recurrent_model import RecurrentModel
 from cellgraph.sequential import RecurrentSequential
@@ -13,5 +13,7 @@ __all__ = [
     "RecurrentSequential",
     "StepGraph",
     "cells",
+    "feedback",
+    "systems",
 ]
 __version__ = "0.1.0"
