@@ -5,6 +5,7 @@ from cellgraph.cell import GraphCell, RNNCell
 from cellgraph.recurrent_model import RecurrentModel
 from cellgraph.sequential import RecurrentSequential
 from cellgraph.step_graph import StepGraph
+from cellgraph.superloop import Superloop
 
 __all__ = [
     "GraphCell",
@@ -12,6 +13,7 @@ __all__ = [
     "RecurrentModel",
     "RecurrentSequential",
     "StepGraph",
+    "Superloop",
     "cells",
     "feedback",
     "systems",

@@ -590,7 +590,8 @@ class RecurrentModel(keras.layers.Layer):
         batch = ops.shape(xs[0])[0]
         if not self.built:
             lead = (None,) if self.decode else (None, None)
-            self.build([(*lead, *s) for s in self._input_shapes])
+            shapes = [(*lead, *tuple(x.shape[1:])) for x in xs]
+            self.build(shapes if len(shapes) > 1 else shapes[0])
         states = self._as_list(states) or self.get_initial_state(batch)
         states = [ops.convert_to_tensor(s, self.compute_dtype) for s in states]
         consts = [ops.convert_to_tensor(c) for c in self._as_list(constants)]

@@ -1,0 +1,1 @@
+"""cellgraph's benchmark suite: `python benchmarks/run.py [--quick]`."""

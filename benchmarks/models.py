@@ -1,0 +1,164 @@
+"""The models the benchmarks compare, each built the way its users would build it."""
+
+from __future__ import annotations
+
+import keras
+
+import cellgraph as cg
+
+# Contender names, as they appear in the tables.
+CELLGRAPH = "cellgraph LSTMCell"
+KERAS_LSTM = "keras.layers.LSTM"
+KERAS_RNN = "keras.layers.RNN(LSTMCell)"
+TORCH = "torch nn.LSTM"
+XLA = " [XLA]"
+
+
+def lstm_layer(kind: str, units: int, features: int):
+    """A sequence layer returning the last output: the three LSTM contenders."""
+    if kind == CELLGRAPH:
+        return cg.cells.LSTMCell(units, input_dim=features).get_layer()
+    if kind == KERAS_LSTM:
+        return keras.layers.LSTM(units)
+    if kind == KERAS_RNN:
+        return keras.layers.RNN(keras.layers.LSTMCell(units))
+    raise ValueError(f"Unknown LSTM contender {kind!r}.")
+
+
+def lstm_model(
+    kind: str, timesteps: int, features: int, units: int, jit_compile: bool = False
+) -> keras.Model:
+    """`Input -> LSTM -> Dense(1)`, compiled with Adam and MSE."""
+    inputs = keras.Input((timesteps, features))
+    outputs = keras.layers.Dense(1)(lstm_layer(kind, units, features)(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit_compile
+    )
+    return model
+
+
+def lstm_model_remat(
+    kind: str, timesteps: int, features: int, units: int, remat: str | None
+) -> keras.Model:
+    """`lstm_model` built inside `keras.RematScope(mode=remat)` (None: without).
+
+    `"full"` makes every layer recompute its forward pass in the backward
+    pass; `"activations"` only the activation functions of layers that have
+    an `activation` attribute.
+    """
+    if remat is None:
+        return lstm_model(kind, timesteps, features, units)
+    if not hasattr(keras, "RematScope"):
+        raise NotImplementedError("keras.RematScope is not in this Keras version")
+    with keras.RematScope(mode=remat):
+        return lstm_model(kind, timesteps, features, units)
+
+
+SUPERLOOP_CELLGRAPH = "cellgraph RecurrentModel"
+SUPERLOOP_PLAIN = "keras.layers.RNN(step model)"
+
+
+def superloop_shape_model(
+    timesteps: int,
+    features: int,
+    layers: int,
+    units: int,
+    engine: str = SUPERLOOP_CELLGRAPH,
+) -> keras.Model:
+    """The superloop shape: a step graph of stacked SGU cells, run over time.
+
+    One step: `concat(x_t, top_tm1) -> layers x SGUCell(units)`; the top
+    cell's output is the step output and also an explicit readout *state*,
+    fed back by concatenation at the next step. The step graph is run by
+    `cellgraph.RecurrentModel`, or (`engine=SUPERLOOP_PLAIN`, the reference)
+    by a plain `keras.layers.RNN` whose cell calls the same one-step
+    `keras.Model`. A `Dense(features)` head on every step's output; Adam and
+    MSE.
+    """
+    x_t = keras.Input((features,), name="x_t")
+    top_tm1 = keras.Input((units,), name="top_tm1")
+    states_tm1 = [keras.Input((units,), name=f"h{i}_tm1") for i in range(layers)]
+    h = keras.layers.Concatenate()([x_t, top_tm1])
+    states_t = []
+    for state in states_tm1:
+        h, new_state = cg.cells.SGUCell(units)([h, state])
+        states_t.append(new_state)
+    if engine == SUPERLOOP_CELLGRAPH:
+        rnn = cg.RecurrentModel(
+            input=x_t,
+            output=h,
+            initial_states=[*states_tm1, top_tm1],
+            final_states=[*states_t, h],
+            return_sequences=True,
+        )
+    elif engine == SUPERLOOP_PLAIN:
+        step = keras.Model([x_t, *states_tm1, top_tm1], [h, *states_t, h])
+        rnn = keras.layers.RNN(
+            StepModelCell(step, [units] * (layers + 1)), return_sequences=True
+        )
+    else:
+        raise ValueError(f"Unknown engine {engine!r}.")
+    inputs = keras.Input((timesteps, features))
+    model = keras.Model(inputs, keras.layers.Dense(features)(rnn(inputs)))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    return model
+
+
+class StepModelCell(keras.layers.Layer):
+    """A plain Keras RNN cell that calls a one-step model `[x, *states]`."""
+
+    def __init__(self, step_model: keras.Model, state_size: list[int], **kwargs):
+        super().__init__(**kwargs)
+        self.step_model = step_model
+        self.state_size = list(state_size)
+        self.output_size = state_size[-1]
+
+    def call(self, inputs, states, training=None):
+        output, *new_states = self.step_model([inputs, *states], training=training)
+        return output, new_states
+
+
+def torch_available() -> str | None:
+    """None when PyTorch can be imported, else the reason it cannot."""
+    try:
+        import torch  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install
+        return f"PyTorch not installed ({type(exc).__name__})"
+    return None
+
+
+class TorchLSTM:
+    """PyTorch `nn.LSTM` + `nn.Linear(units, 1)`, Adam and MSE, on the CPU.
+
+    `train_step(x, y)` runs forward, backward and an optimizer step;
+    `predict(x)` runs the forward pass under `torch.no_grad()`.
+    """
+
+    def __init__(self, features: int, units: int):
+        import torch
+
+        self.torch = torch
+        self.lstm = torch.nn.LSTM(features, units, batch_first=True)
+        self.head = torch.nn.Linear(units, 1)
+        params = list(self.lstm.parameters()) + list(self.head.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=1e-3)
+        self.loss = torch.nn.MSELoss()
+
+    def _forward(self, x):
+        outputs, _ = self.lstm(x)
+        return self.head(outputs[:, -1])
+
+    def tensor(self, array):
+        return self.torch.from_numpy(array)
+
+    def train_step(self, x, y):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self._forward(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def predict(self, x):
+        with self.torch.no_grad():
+            return self._forward(x).numpy()
