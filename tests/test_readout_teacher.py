@@ -175,8 +175,13 @@ def test_decode_feeds_the_same_input_every_step(rng):
 
 @pytest.mark.parametrize("teacher_force", [True, 0.999999])
 def test_decode_with_teacher_forcing(rng, teacher_force):
-    decoder = cg.RecurrentModel(**readout_graph(), decode=True, output_length=4,
-                                teacher_force=teacher_force, return_sequences=True)
+    decoder = cg.RecurrentModel(
+        **readout_graph(),
+        decode=True,
+        output_length=4,
+        teacher_force=teacher_force,
+        return_sequences=True,
+    )
     vector = rng.random((2, 3)).astype("float32")
     truth = rng.random((2, 4, 2)).astype("float32")
     expected = teacher_reference(decoder, np.repeat(vector[:, None], 4, axis=1), truth)
