@@ -273,7 +273,7 @@ def format_table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m cellgraph.demo_attention",
+        prog="python -m cellgraph.demo",
         description="Train an attention superloop to find the index of the last "
         "2 before a 9 among 16 digits, against a plain LSTM.",
     )

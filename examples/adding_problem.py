@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cellgraph.demo import BASELINE_MSE, build_model, make_adding_data  # noqa: E402
+from cellgraph.demo_adding import BASELINE_MSE, build_model, make_adding_data  # noqa: E402
 
 TIMESTEPS = 100
 
