@@ -626,6 +626,29 @@ class RecurrentModel(keras.layers.Layer):
         return GraphCell(self.step_model, **self._graph_counts)
 
     # -- serialization -----------------------------------------------------
+    def _loop_config(self) -> dict:
+        """The Keras RNN arguments' config entries (shared by subclasses)."""
+        return {
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
+        }
+
+    def _options_config(self) -> dict:
+        """Config entries of the options every step-graph layer takes."""
+        return {
+            "teacher_force": self.teacher_force,
+            "decode": self.decode,
+            "output_length": self.output_length,
+            "state_initializer": _options.serialize_initializers(
+                self.state_initializer
+            ),
+            **self._loop_config(),
+        }
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -633,18 +656,7 @@ class RecurrentModel(keras.layers.Layer):
                 "step_model": keras.saving.serialize_keras_object(self.step_model),
                 **self._graph_counts,
                 "multi_input": self._multi_input,
-                "teacher_force": self.teacher_force,
-                "decode": self.decode,
-                "output_length": self.output_length,
-                "state_initializer": _options.serialize_initializers(
-                    self.state_initializer
-                ),
-                "return_sequences": self.return_sequences,
-                "return_state": self.return_state,
-                "go_backwards": self.go_backwards,
-                "stateful": self.stateful,
-                "unroll": self.unroll,
-                "zero_output_for_mask": self.zero_output_for_mask,
+                **self._options_config(),
             }
         )
         return config

@@ -285,18 +285,7 @@ class RecurrentSequential(RecurrentModel):
                 "readout_activation": keras.activations.serialize(
                     self.readout_activation
                 ),
-                "teacher_force": self.teacher_force,
-                "decode": self.decode,
-                "output_length": self.output_length,
-                "state_initializer": _options.serialize_initializers(
-                    self.state_initializer
-                ),
-                "return_sequences": self.return_sequences,
-                "return_state": self.return_state,
-                "go_backwards": self.go_backwards,
-                "stateful": self.stateful,
-                "unroll": self.unroll,
-                "zero_output_for_mask": self.zero_output_for_mask,
+                **self._options_config(),
             }
         )
         return config

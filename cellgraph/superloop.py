@@ -481,15 +481,10 @@ class Superloop(RecurrentModel):
                 "outputs": self.outputs,
                 "suppress_output": self.suppress_output,
                 "timesteps": self.timesteps,
-                "return_sequences": self.return_sequences,
-                "return_state": self.return_state,
                 "state_initializer": _options.serialize_initializers(
                     self._state_initializer_arg
                 ),
-                "go_backwards": self.go_backwards,
-                "stateful": self.stateful,
-                "unroll": self.unroll,
-                "zero_output_for_mask": self.zero_output_for_mask,
+                **self._loop_config(),
             }
         )
         return config
