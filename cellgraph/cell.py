@@ -162,9 +162,10 @@ class RNNCell(keras.layers.Layer):
                 "size: create the cell with `input_dim=...`. Received: "
                 "input_dim=None"
             )
-        x = keras.Input(x_shape, name="x_t")
+        dtype = self.compute_dtype
+        x = keras.Input(x_shape, name="x_t", dtype=dtype)
         states = [
-            keras.Input(shape, name=f"state{i}_tm1")
+            keras.Input(shape, name=f"state{i}_tm1", dtype=dtype)
             for i, shape in enumerate(self.state_shape)
         ]
         output, *new_states = self([x, *states])

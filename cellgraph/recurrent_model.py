@@ -193,10 +193,13 @@ class RecurrentModel(keras.layers.Layer):
         if not inner_shapes:  # keras.layers.RNN needs at least one state
             inner_shapes.append((1,))
         self._inner_shapes = inner_shapes
-        cell = _loop.StepCell(self.step_model, self._graph_counts, inner_shapes)
+        cell = _loop.StepCell(
+            self.step_model, self._graph_counts, inner_shapes, dtype=self.dtype_policy
+        )
         self._loop = _Untracked(
             keras.layers.RNN(
                 cell,
+                dtype=self.dtype_policy,
                 return_sequences=self.return_sequences,
                 return_state=True,
                 go_backwards=self.go_backwards,

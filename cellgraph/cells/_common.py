@@ -314,9 +314,10 @@ class KerasCell(KerasArgsMixin, RNNCell):
 
     def build_model(self, input_shape) -> keras.Model:
         input_dim = check_step_input_shape(self.name, input_shape)
-        x = keras.Input((input_dim,), name="x_t")
+        dtype = self.compute_dtype  # float64 cells keep float64 inputs
+        x = keras.Input((input_dim,), name="x_t", dtype=dtype)
         states = [
-            keras.Input((self.units,), name=f"state{i}_tm1")
+            keras.Input((self.units,), name=f"state{i}_tm1", dtype=dtype)
             for i in range(self._num_states)
         ]
         step = self._step_class(
