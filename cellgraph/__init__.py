@@ -2,6 +2,7 @@
 
 from cellgraph import cells, feedback, systems
 from cellgraph.cell import GraphCell, RNNCell
+from cellgraph.plotting import plot_step_graph, plot_unrolled
 from cellgraph.recurrent_model import RecurrentModel
 from cellgraph.sequential import RecurrentSequential
 from cellgraph.step_graph import StepGraph
@@ -16,6 +17,8 @@ __all__ = [
     "Superloop",
     "cells",
     "feedback",
+    "plot_step_graph",
+    "plot_unrolled",
     "systems",
 ]
 __version__ = "0.1.0"
