@@ -1,8 +1,8 @@
-"""Peak memory of an LSTM training step at T=1000, with and without remat.
+"""Peak memory of an LSTM training step at T=1000 (with and without remat) and T=10,000.
 
 Every variant runs in a fresh Python process (`python -m benchmarks.memory
 --worker SPECS`), so that one variant's freed memory cannot hide the next
-one's (`--quick` runs its two variants in one process, to save a start-up).
+one's (`--quick` runs all its variants in one process, to save start-ups).
 The worker asks glibc to map every allocation of 4 KiB or more on its own
 and to give freed memory back at once (`MALLOC_MMAP_THRESHOLD_`,
 `MALLOC_TRIM_THRESHOLD_`): without that, the second training step reuses the
@@ -11,6 +11,10 @@ is the rise of the resident set (VmHWM after `/proc/self/clear_refs`) during
 one warm training step, above the resident set just before it; where Linux
 cannot reset the high-water mark, it is the `getrusage` peak of the whole
 process above the resident set before its first step (tracing included).
+
+The long case runs the same model at T=10,000 (`--quick`: T=200), without
+remat, for cellgraph and `keras.layers.LSTM`; its rows also carry the ratio
+to the same contender at T=1000 (about 10 where memory grows linearly in T).
 
 TensorFlow's own allocator statistics (`tf.config.experimental.
 get_memory_info("CPU:0")`) are recorded too, but on the CPU they do not see
@@ -30,6 +34,10 @@ from pathlib import Path
 SECTION = "memory"
 FULL = dict(batch=16, timesteps=1000, features=32, units=128, steps=3)
 QUICK = dict(batch=16, timesteps=20, features=3, units=32, steps=2)
+# The long case: the same shapes with 10x the timesteps, and fewer measured
+# steps (a T=10,000 step takes seconds and ~1 GiB).
+LONG = dict(FULL, timesteps=10_000, steps=2)
+QUICK_LONG = dict(QUICK, timesteps=200)
 # (contender name, LSTM kind, remat mode); quick mode runs the first two.
 # `RematScope(mode="full")` is what the issue asks for; on the TensorFlow
 # backend it fails inside a compiled train step (TF's `custom_gradient` takes
@@ -47,6 +55,11 @@ VARIANTS = [
     ("keras.layers.LSTM, RematScope(full)", "keras.layers.LSTM", "full"),
     ("keras.layers.LSTM, RematScope(activations)", "keras.layers.LSTM", "activations"),
 ]
+# The long case's variants; quick mode runs the first.
+LONG_VARIANTS = [
+    ("cellgraph LSTMCell", "cellgraph LSTMCell", None),
+    ("keras.layers.LSTM", "keras.layers.LSTM", None),
+]
 WORKER_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "4096",
     "MALLOC_TRIM_THRESHOLD_": "0",
@@ -56,19 +69,46 @@ WORKER_ENV = {
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(quick: bool = False, log=print) -> list[dict]:
-    from benchmarks.common import add_ratio, row, set_ratio
+def _case(cfg: dict) -> str:
+    return "B{batch} T{timesteps} F{features} U{units}".format(**cfg)
 
-    cfg = QUICK if quick else FULL
-    variants = VARIANTS[:2] if quick else VARIANTS
-    case = "B{batch} T{timesteps} F{features} U{units}".format(**cfg)
-    specs = [dict(cfg, kind=kind, remat=remat) for _, kind, remat in variants]
+
+def run(quick: bool = False, log=print) -> list[dict]:
+    from benchmarks.common import add_ratio
+
+    cases = [
+        (QUICK if quick else FULL, VARIANTS[:2] if quick else VARIANTS),
+        (QUICK_LONG if quick else LONG, LONG_VARIANTS[:1] if quick else LONG_VARIANTS),
+    ]
+    specs = [
+        dict(cfg, kind=kind, remat=remat)
+        for cfg, variants in cases
+        for _, kind, remat in variants
+    ]
+    names = ", ".join(_case(cfg) for cfg, _ in cases)
     if quick:  # one process for all: starting TensorFlow is the slow part
-        log(f"[memory] {case}: {len(specs)} variants in one fresh process")
+        log(f"[memory] {names}: {len(specs)} variants in one fresh process")
         reports = _spawn(specs)
     else:
-        log(f"[memory] {case}: {len(specs)} variants, one fresh process each")
+        log(f"[memory] {names}: {len(specs)} variants, one fresh process each")
         reports = [_spawn([spec])[0] for spec in specs]
+
+    rows = []
+    for cfg, variants in cases:
+        case_reports, reports = reports[: len(variants)], reports[len(variants) :]
+        rows += _case_rows(_case(cfg), variants, case_reports)
+    (short, _), (long, _) = cases
+    same = {r["contender"]: r for r in rows if r["case"] == _case(short)}
+    for result in rows:
+        if result["case"] == _case(long):
+            label = f"vs same at T{short['timesteps']}"
+            add_ratio(result, same.get(result["contender"]), label)
+    return rows
+
+
+def _case_rows(case: str, variants: list, reports: list[dict]) -> list[dict]:
+    """One row per variant of one case, with ratios to the case's anchors."""
+    from benchmarks.common import add_ratio, row, set_ratio
 
     rows = []
     for (name, _, _), report in zip(variants, reports):
@@ -76,7 +116,6 @@ def run(quick: bool = False, log=print) -> list[dict]:
             kwargs = {k: report[k] for k in ("error", "skipped") if k in report}
             rows.append(row(SECTION, case, name, "train-step peak", "MiB", **kwargs))
             continue
-        peaks = report["step_peak_mib"]
         rows.append(
             row(
                 SECTION,
@@ -84,7 +123,7 @@ def run(quick: bool = False, log=print) -> list[dict]:
                 name,
                 "train-step peak",
                 "MiB",
-                peaks,
+                report["step_peak_mib"],
                 note=report["note"],
             )
         )

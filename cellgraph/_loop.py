@@ -67,12 +67,16 @@ class StepCell(keras.layers.Layer):
         constants=None,
         teacher: bool = False,
         sampled: bool = False,
+        masked: bool = False,
+        zero_output_for_mask: bool = False,
     ):
         self._layout = layout
         self._captured_inputs = list(captured_inputs or [])
         self._constants = list(constants or [])
         self._teacher = teacher
         self._sampled = sampled
+        self._masked = masked
+        self._zero_output_for_mask = zero_output_for_mask
 
     def build(self, input_shape):
         self.built = True
@@ -82,15 +86,20 @@ class StepCell(keras.layers.Layer):
         num_states = self.counts["num_states"]
         has_readout = self.counts["has_readout"]
         states = list(states)
+        # After the step graph's states (and readout, or placeholder), a masked
+        # loop carries the previous output.
+        inner, carried = states[: len(self.state_size)], states[len(self.state_size) :]
         parts = self._layout.unpack(inputs) if self._layout is not None else [inputs]
+        if self._masked:
+            parts, keep = parts[:-1], parts[-1]
         if self._captured_inputs:
             step_inputs = list(self._captured_inputs)
             extra = parts  # ground truth / coins; a dummy sequence otherwise
         else:
             step_inputs, extra = parts[:num_inputs], parts[num_inputs:]
-        model_inputs = [*step_inputs, *states[:num_states], *self._constants]
+        model_inputs = [*step_inputs, *inner[:num_states], *self._constants]
         if has_readout:
-            readout = states[num_states]
+            readout = inner[num_states]
             if self._teacher:
                 truth = extra[0]
                 if self._sampled:
@@ -104,6 +113,22 @@ class StepCell(keras.layers.Layer):
         output, new_states = outputs[0], list(outputs[1:])
         if has_readout:
             new_states.append(output)
-        if len(new_states) < len(states):  # the placeholder state
-            new_states.append(states[-1])
+        if len(new_states) < len(inner):  # the placeholder state
+            new_states.append(inner[-1])
+        if not self._masked:
+            return output, new_states
+        # Masked steps keep the states and repeat the previous output (or
+        # output zeros), as Keras's TensorFlow loop does; done here so that
+        # every backend follows the same rule for states of any rank.
+        previous = ops.zeros_like(output) if self._zero_output_for_mask else carried[0]
+        output = _where(keep, output, previous)
+        new_states = [_where(keep, new, old) for new, old in zip(new_states, inner)]
+        if not self._zero_output_for_mask:
+            new_states.append(output)
         return output, new_states
+
+
+def _where(keep, new, old):
+    """`new` where the per-example flag `keep` (batch,) is set, else `old`."""
+    keep = ops.reshape(ops.cast(keep, "bool"), (-1,) + (1,) * (len(new.shape) - 1))
+    return ops.where(keep, new, ops.cast(old, new.dtype))

@@ -474,16 +474,17 @@ class RecurrentModel(keras.layers.Layer):
                     < self.teacher_force
                 )
                 parts.append(ops.cast(coins, self.compute_dtype))
-        sequence, layout = self._pack(parts, batch)
-
         if isinstance(mask, (list, tuple)):
             mask = next((m for m in mask if m is not None), None)
-        if self.decode:
-            mask = None
+        masked = mask is not None and not self.decode
+        if masked:  # the step applies the mask (the last packed part)
+            parts.append(ops.cast(mask, self.compute_dtype))
+            if not self.zero_output_for_mask:
+                previous = ops.zeros((batch, *self._output_shape), self.compute_dtype)
+                inner_states = [*inner_states, previous]
+        sequence, layout = self._pack(parts, batch)
 
         rnn = self._loop.value
-        # Wrappers such as Bidirectional may change these after construction.
-        rnn.zero_output_for_mask = self.zero_output_for_mask
         # Fresh tensors: a Keras mask attached to a constant (e.g. encoder
         # outputs) means nothing inside one step.
         rnn.cell.configure(
@@ -492,6 +493,8 @@ class RecurrentModel(keras.layers.Layer):
             constants=[ops.copy(c) for c in consts],
             teacher=teacher,
             sampled=teacher and self.teacher_force < 1.0,
+            masked=masked,
+            zero_output_for_mask=self.zero_output_for_mask,
         )
         sequence_layers = [
             layer
@@ -502,7 +505,7 @@ class RecurrentModel(keras.layers.Layer):
             layer.begin_sequence(batch, training=bool(training))
         try:
             output, *new_states = rnn(
-                sequence, initial_state=inner_states, mask=mask, training=training
+                sequence, initial_state=inner_states, training=training
             )
         finally:
             for layer in sequence_layers:

@@ -89,6 +89,12 @@ class RecurrentSequential(RecurrentModel):
         **kwargs,
     ):
         keras.layers.Layer.__init__(self, **kwargs)
+        if not isinstance(state_sync, bool):
+            raise TypeError(
+                "Argument `state_sync` must be True or False. Received: "
+                f"state_sync={state_sync!r}. (Give the cells and layers with "
+                "`layers=[...]` or `add()`.)"
+            )
         if readout not in (False, None) and readout not in _READOUT_MERGES:
             raise ValueError(
                 "Argument `readout` must be False or one of "

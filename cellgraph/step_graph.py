@@ -240,6 +240,11 @@ class StepGraph:
         has_readout: bool = False,
     ) -> StepGraph:
         """Rebuilds the roles of a one-step model saved with `counts`."""
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "Argument `step_model` must be a functional keras.Model (the "
+                f"one-step graph). Received: {type(model).__name__} {model!r}"
+            )
         ins, outs = list(model.inputs), list(model.outputs)
         expected = num_inputs + num_states + num_constants + int(has_readout)
         if len(ins) != expected or len(outs) != 1 + num_states:

@@ -4,10 +4,26 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# float64 tests (finite differences) need JAX's 64-bit mode.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+if keras.backend.backend() == "torch":
+    import torch
+
+    _tensor_array = torch.Tensor.__array__
+
+    def _detached_array(self, *args, **kwargs):
+        # Tests compare layer outputs with NumPy (np.asarray, assert_allclose),
+        # as TensorFlow and JAX tensors allow; a torch tensor that requires
+        # grad refuses, so the tests see its detached values
+        # (keras.ops.convert_to_numpy does the same).
+        return _tensor_array(self.detach(), *args, **kwargs)
+
+    torch.Tensor.__array__ = _detached_array
 
 
 @pytest.fixture(autouse=True)

@@ -151,9 +151,10 @@ class FeedbackChain(RNNCell):
             )
         names = self.state_names
         shapes = self._state_shapes(shape)
-        x = keras.Input(shape, name="x_t")
+        dtype = self.compute_dtype
+        x = keras.Input(shape, name="x_t", dtype=dtype)
         states = {
-            name: keras.Input(s, name=f"{_safe(name)}_tm1")
+            name: keras.Input(s, name=f"{_safe(name)}_tm1", dtype=dtype)
             for name, s in zip(names, shapes)
         }
         output, recorded = _trace(
@@ -185,7 +186,8 @@ class FeedbackChain(RNNCell):
             # Mergers and tree switches keep the stream's shape: one pass with
             # the feedback left out gives the states (and builds the layers
             # with the shapes they will see).
-            _, recorded = _trace(self.elements, keras.Input(shape), None, False, owner)
+            x = keras.Input(shape, dtype=self.compute_dtype)
+            _, recorded = _trace(self.elements, x, None, False, owner)
             return [tuple(recorded[n].shape[1:]) for n in names]
         # A Merger may change the stream's shape, which may change the states
         # it depends on: iterate on throwaway copies to a fixed point.
@@ -194,10 +196,12 @@ class FeedbackChain(RNNCell):
             copies = [_clone(e, owner) for e in self.elements]
             states = None
             if found is not None:
-                states = {n: keras.Input(s) for n, s in zip(names, found)}
-            _, recorded = _trace(
-                copies, keras.Input(shape), states, self._switches_stream, owner
-            )
+                states = {
+                    n: keras.Input(s, dtype=self.compute_dtype)
+                    for n, s in zip(names, found)
+                }
+            x = keras.Input(shape, dtype=self.compute_dtype)
+            _, recorded = _trace(copies, x, states, self._switches_stream, owner)
             shapes = [tuple(recorded[n].shape[1:]) for n in names]
             if shapes == found:
                 return shapes
@@ -395,9 +399,17 @@ def _clone(element, owner):
 
 
 def _unbuilt(config):
-    """A serialized layer without its build shapes, so its copy starts unbuilt."""
+    """A serialized layer without its build shapes, so its copy starts unbuilt.
+
+    Also without `shared_object_id`: inside `load_model` Keras tags a layer
+    serialized twice as shared, and the shape pass needs distinct copies.
+    """
     if isinstance(config, dict):
-        return {k: _unbuilt(v) for k, v in config.items() if k != "build_config"}
+        return {
+            k: _unbuilt(v)
+            for k, v in config.items()
+            if k not in ("build_config", "shared_object_id")
+        }
     if isinstance(config, list):
         return [_unbuilt(v) for v in config]
     return config
