@@ -496,10 +496,11 @@ class RecurrentModel(keras.layers.Layer):
             masked=masked,
             zero_output_for_mask=self.zero_output_for_mask,
         )
+        step_layers = list(walk_layers(self.step_model))
+        if training and keras.backend.backend() == "jax":
+            _refuse_per_step_randomness(self.name, step_layers)
         sequence_layers = [
-            layer
-            for layer in walk_layers(self.step_model)
-            if hasattr(layer, "begin_sequence")
+            layer for layer in step_layers if hasattr(layer, "begin_sequence")
         ]
         for layer in sequence_layers:
             layer.begin_sequence(batch, training=bool(training))
@@ -688,3 +689,20 @@ class RecurrentModel(keras.layers.Layer):
             _graph=graph,
             **config,
         )
+
+
+def _refuse_per_step_randomness(name, step_layers):
+    """JAX's loop cannot advance a layer's seed at every step: say so early."""
+    for layer in step_layers:
+        if hasattr(layer, "begin_sequence") or getattr(layer, "rate", None) == 0:
+            continue  # cellgraph's cells draw their masks once, before the loop
+        if getattr(layer, "seed_generator", None) is not None:
+            raise ValueError(
+                f"{name}: the step graph holds {type(layer).__name__} "
+                f"{layer.name!r}, which draws new random numbers at every step. "
+                "On the JAX backend a layer cannot advance its seed inside the "
+                "loop in training. Use the cells' `dropout`/`recurrent_dropout` "
+                "arguments (one mask per sequence, as Keras), apply the layer "
+                "outside the RecurrentModel, or use the TensorFlow or PyTorch "
+                "backend."
+            )

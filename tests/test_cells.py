@@ -119,6 +119,7 @@ def test_weights_match_keras_cell(name, kwargs):
     assert ours == theirs
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("name, kwargs", VARIANTS)
 def test_step_matches_keras_cell(name, kwargs):
     keras_cell = _keras_cell(name, **kwargs)
@@ -693,6 +694,7 @@ SEQUENCE_OPTIONS = [
 ]
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("name, cell_kwargs", SEQUENCE_VARIANTS)
 @pytest.mark.parametrize("options", SEQUENCE_OPTIONS)
 def test_sequence_matches_keras_layer(name, cell_kwargs, options):
@@ -720,6 +722,7 @@ def _padded_sequence():
     return x * mask[..., None], mask
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("name", ["simple_rnn", "gru", "lstm"])
 @pytest.mark.parametrize("masking", ["masking_layer", "explicit_mask"])
 @pytest.mark.parametrize(
@@ -755,6 +758,7 @@ def test_padded_sequence_ends_in_unpadded_state(name):
     _assert_all_close(padded, short)
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("name", ["simple_rnn", "gru", "lstm"])
 def test_stateful_matches_keras_layer(name):
     keras_layer, layer = _layer_pair(name, stateful=True, return_sequences=True)
@@ -848,6 +852,7 @@ def test_recurrent_dropout_mask_is_the_same_at_every_step():
     np.testing.assert_array_equal(y, alive[:, None, :] * powers[None, :, None])
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("name", ["simple_rnn", "gru", "lstm"])
 def test_fit_with_dropout(name):
     cell = _our_cell(name, dropout=0.2, recurrent_dropout=0.2, seed=1)
@@ -869,6 +874,7 @@ def test_fit_with_dropout(name):
 # -- saving ----------------------------------------------------------------------------
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("name, cell_kwargs", SEQUENCE_VARIANTS)
 def test_save_and_load_round_trip(name, cell_kwargs, tmp_path):
     cell = _our_cell(

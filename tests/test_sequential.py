@@ -153,13 +153,21 @@ def test_nested_stack_as_cell(rng, tmp_path):
 
 
 def test_stack_round_trip_with_every_option(rng, tmp_path):
+    # A Dropout layer draws a mask at every step, which JAX's loop refuses
+    # (test_per_step_dropout_is_refused_in_training_on_jax); the cell's own
+    # dropout (one mask per sequence) works on every backend.
+    per_step = keras.backend.backend() != "jax"
     rnn = cg.RecurrentSequential(
         readout="avg",
         readout_activation="tanh",
         teacher_force=True,
         state_initializer="learned",
         return_sequences=True,
-        layers=[cg.cells.LSTMCell(3), layers.Dropout(0.1), layers.Dense(3)],
+        layers=[
+            cg.cells.LSTMCell(3, dropout=0.1, recurrent_dropout=0.1),
+            layers.Dropout(0.1 if per_step else 0.0),
+            layers.Dense(3),
+        ],
     )
     inputs, truth = keras.Input((None, 3)), keras.Input((None, 3))
     model = keras.Model([inputs, truth], rnn(inputs, ground_truth=truth))
@@ -178,6 +186,18 @@ def test_stack_round_trip_with_every_option(rng, tmp_path):
         "Dropout",
         "Dense",
     ]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="a JAX-only limit")
+def test_per_step_dropout_is_refused_in_training_on_jax(rng):
+    rnn = cg.RecurrentSequential(
+        layers=[cg.cells.GRUCell(3), layers.Dropout(0.5, name="drop")],
+        return_sequences=True,
+    )
+    x = rng.random((2, 4, 3)).astype("float32")
+    rnn(x)  # inference draws nothing
+    with pytest.raises(ValueError, match="Dropout 'drop'.*JAX backend"):
+        rnn(x, training=True)
 
 
 def test_stack_equals_keras_stacked_cells(rng):
