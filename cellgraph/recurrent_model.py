@@ -177,6 +177,17 @@ class RecurrentModel(keras.layers.Layer):
 
     def _set_graph(self, graph: StepGraph, multi_input: bool):
         """Takes the step graph: its model, roles, shapes, and the loop."""
+        for layer in walk_layers(graph.model):
+            if getattr(layer, "activity_regularizer", None) is not None:
+                raise ValueError(
+                    f"{self.name}: layer {layer.name!r} ({type(layer).__name__}) "
+                    "in the step graph has an activity regularizer. A loss "
+                    "added inside the loop cannot reach the training loss. "
+                    "Regularize the sequence layer's output instead, e.g. "
+                    "`keras.layers.ActivityRegularization` after the "
+                    "RecurrentModel. Received: activity_regularizer="
+                    f"{layer.activity_regularizer!r}"
+                )
         self._graph_counts = graph.counts
         self.step_model = graph.model
         self._input_shapes = graph.input_shapes

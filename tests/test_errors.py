@@ -274,3 +274,19 @@ def test_reset_states_on_non_stateful_layer():
     )
     with pytest.raises(ValueError, match="stateful"):
         rnn.reset_states()
+
+
+@pytest.mark.parametrize("where", ["layer", "cell"])
+def test_activity_regularizer_inside_the_step_is_refused(where):
+    if where == "cell":
+        with pytest.raises(ValueError, match="activity regularizer"):
+            cg.cells.LSTMCell(4, activity_regularizer="l2", input_dim=3).get_layer()
+        return
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    h_t = keras.layers.Dense(4, activity_regularizer="l2", name="noisy")(
+        keras.layers.Concatenate()([x_t, h_tm1])
+    )
+    with pytest.raises(ValueError, match="'noisy' .*activity regularizer"):
+        cg.RecurrentModel(
+            input=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t]
+        )
