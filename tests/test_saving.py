@@ -202,6 +202,13 @@ def test_unregistered_lambda_is_refused(rng, tmp_path):
         keras.models.load_model(path, safe_mode=True)
 
 
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="SavedModel export and XLA jit_compile are TensorFlow features",
+)
+
+
+@TF_ONLY
 def test_export_saved_model_serves_identical_outputs(rng, tmp_path):
     import tensorflow as tf
 
@@ -220,6 +227,7 @@ def test_export_saved_model_serves_identical_outputs(rng, tmp_path):
     )
 
 
+@TF_ONLY
 def test_xla_compiled_training_matches_plain(rng):
     x = rng.random((4, 5, 3)).astype("float32")
     y = rng.random((4, 2)).astype("float32")

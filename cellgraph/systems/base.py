@@ -20,7 +20,9 @@ class OneHotInitializer(keras.initializers.Initializer):
     def __call__(self, shape, dtype=None):
         shape = tuple(shape)
         hot = ops.one_hot(self.index, shape[-1], dtype=dtype or "float32")
-        return ops.broadcast_to(hot, shape)
+        # A copy, not a broadcast view: PyTorch cannot assign into a variable
+        # whose elements share memory (as loading weights does).
+        return ops.copy(ops.broadcast_to(hot, shape))
 
     def get_config(self):
         return {"index": self.index}
