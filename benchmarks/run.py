@@ -7,10 +7,13 @@ Sections (`--only` picks some): `lstm` (train step and inference against
 installed, with and without XLA), `superloop` (time to first training step
 and steady step of a 64-step x 32-layer SGU step graph), `build` (build +
 first step at T=10 vs T=1000), `memory` (peak memory of a training step at
-T=1000, with and without rematerialisation). Contenders are timed
+T=1000, with and without rematerialisation), `backends` (the cellgraph and
+Keras LSTMs on each installed Keras backend, TensorFlow, JAX and PyTorch, one
+process after another, with `jit_compile` False and True). Contenders are timed
 round-robin after warm-up; the table shows medians and ratios against each
 section's anchor. `--quick` runs tiny shapes with 1-3 repeats (a smoke test;
-its figures mean nothing; its memory process runs alongside the other sections).
+its figures mean nothing; its memory and backends processes run alongside the
+other sections).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-SECTIONS = ("lstm", "superloop", "build", "memory")
+SECTIONS = ("lstm", "superloop", "build", "memory", "backends")
 COLUMNS = ("case", "contender", "metric", "median", "best", "ratio", "anchor", "others")
 
 
@@ -53,12 +56,13 @@ def main(argv=None) -> dict:
 
     import tensorflow as tf
 
-    from benchmarks import build_time, lstm, memory, superloop_shape
+    from benchmarks import backends, build_time, lstm, memory, superloop_shape
 
     tf.get_logger().setLevel("ERROR")  # retracing notices: every model is new
 
     modules = {
         "lstm": lstm,
+        "backends": backends,
         "superloop": superloop_shape,
         "build": build_time,
         "memory": memory,
@@ -67,10 +71,12 @@ def main(argv=None) -> dict:
     results = {"meta": _machine(args.quick), "rows": []}
     background = ThreadPoolExecutor(max_workers=1)
     early = {}
-    if args.quick and "memory" in sections:
-        # The memory section runs in its own process: in a smoke test it may
-        # as well use the other core while the sections here run.
-        early["memory"] = background.submit(memory.run, quick=True, log=_log)
+    for name in ("memory", "backends"):
+        if args.quick and name in sections:
+            # These sections run in their own processes (one after another):
+            # in a smoke test they may as well use the other core while the
+            # sections here run.
+            early[name] = background.submit(modules[name].run, quick=True, log=_log)
     for name in sections:
         start, cpu = time.perf_counter(), _cpu_seconds()
         if name in early:

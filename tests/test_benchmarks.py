@@ -24,10 +24,11 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
     results = load_run().main(["--quick", "--json", str(out)])
 
     rows = results["rows"]
-    assert {r["section"] for r in rows} == {"lstm", "superloop", "build", "memory"}
+    sections = {"lstm", "superloop", "build", "memory", "backends"}
+    assert {r["section"] for r in rows} == sections
     for r in rows:
-        if r["skipped"]:  # only PyTorch may be missing
-            assert r["contender"] == "torch nn.LSTM", r
+        if r["skipped"]:  # only PyTorch (or a Keras backend's package) may be missing
+            assert r["contender"] == "torch nn.LSTM" or r["section"] == "backends", r
             continue
         assert r["error"] is None, r
         assert finite_positive(r["median"]), r
@@ -51,3 +52,46 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| cellgraph LSTMCell | train step |" in table
     assert "### memory" in table
+
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def test_backends_section_reports_every_installed_backend(capsys):
+    results = load_run().main(["--quick", "--only", "backends"])
+
+    rows = results["rows"]
+    assert rows and {r["section"] for r in rows} == {"backends"}
+    installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+    for r in rows:
+        backend = r["contender"].split(" ", 1)[0]
+        assert backend in BACKENDS, r
+        if backend not in installed:
+            assert r["skipped"] and r["median"] is None, r
+            continue
+        assert r["error"] is None and r["skipped"] is None, r
+        assert finite_positive(r["median"]), r
+        assert finite_positive(r["ratio"]), r
+        assert r["anchor"] == "tensorflow keras.layers.LSTM [tf.function]", r
+        assert all(finite_positive(v) for v in r["other_ratios"].values()), r
+    measured = {(r["contender"], r["metric"]) for r in rows if r["median"]}
+    for backend in installed:  # --quick: Keras's default jit_compile only
+        mode = {"tensorflow": "tf.function", "jax": "XLA", "torch": "eager"}[backend]
+        for kind in ("cellgraph LSTMCell", "keras.layers.LSTM"):
+            for metric in ("train step", "inference", "first train step"):
+                assert (f"{backend} {kind} [{mode}]", metric) in measured
+        cellgraph = [
+            r
+            for r in rows
+            if r["contender"] == f"{backend} cellgraph LSTMCell [{mode}]"
+            and r["metric"] == "train step"
+        ]
+        assert "vs same backend keras.layers.LSTM" in cellgraph[0]["other_ratios"]
+    anchors = [
+        r
+        for r in rows
+        if r["contender"] == "tensorflow keras.layers.LSTM [tf.function]"
+    ]
+    assert anchors and all(r["ratio"] == 1.0 for r in anchors)
+    table = capsys.readouterr().out
+    assert "| tensorflow cellgraph LSTMCell [tf.function] | train step |" in table
