@@ -7,6 +7,7 @@ import math
 import keras
 from keras import ops
 
+from cellgraph import backend
 from cellgraph.step_graph import call_step_model
 
 
@@ -109,7 +110,9 @@ class StepCell(keras.layers.Layer):
                 else:
                     readout = truth
             model_inputs.append(readout)
-        outputs = call_step_model(self.step_model, model_inputs, training)
+        outputs = backend.loop_step(
+            lambda *tensors: call_step_model(self.step_model, list(tensors), training)
+        )(*model_inputs)
         output, new_states = outputs[0], list(outputs[1:])
         if has_readout:
             new_states.append(output)

@@ -360,3 +360,38 @@ def test_summary_shows_the_step_graph(capsys):
     stack = cg.RecurrentSequential(layers=[cg.cells.GRUCell(3)])
     with pytest.raises(ValueError, match="call it"):
         stack.summary()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="a JAX-only option")
+def test_rematerialised_step_trains_like_the_plain_step(rng, monkeypatch):
+    """On JAX the loop recomputes each step in the backward pass: same training."""
+    import jax
+
+    from cellgraph import backend
+
+    calls = []
+    checkpoint = jax.checkpoint
+    monkeypatch.setattr(jax, "checkpoint", lambda f: calls.append(f) or checkpoint(f))
+    x = rng.random((4, 6, 3)).astype("float32")
+    x[0, 4:] = 0.0  # a padded example: the mask path too
+    y = rng.random((4, 6, 2)).astype("float32")
+
+    def train(remat):
+        monkeypatch.setattr(backend, "REMAT_STEP_ON_JAX", remat)
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((6, 3))
+        cell = cg.cells.LSTMCell(5, input_dim=3, dropout=0.2, recurrent_dropout=0.2)
+        h = cell.get_layer(return_sequences=True)(layers.Masking(0.0)(inputs))
+        model = keras.Model(inputs, layers.Dense(2)(h))
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        losses = model.fit(x, y, epochs=3, batch_size=4, verbose=0).history["loss"]
+        return losses, model.get_weights()
+
+    plain_losses, plain = train(False)
+    assert not calls
+    remat_losses, remat = train(True)
+    assert calls  # the loop did run the rematerialised step
+    np.testing.assert_allclose(remat_losses, plain_losses, rtol=1e-6)
+    assert plain_losses[-1] < plain_losses[0]
+    for a, b in zip(remat, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -25,3 +25,19 @@ def check_batch_size(tensor, expected: int, message: str):
     check = tf.debugging.assert_equal(tf.shape(tensor)[0], expected, message=message)
     with tf.control_dependencies([check]):
         return tf.identity(tensor)
+
+
+# JAX differentiates `lax.scan` by saving every step's intermediate values and
+# reading them back in the backward pass; recomputing each step instead trains
+# faster on the CPU (benchmarks/backends.py) and keeps less memory. Set to False
+# to turn it off (tests compare both paths).
+REMAT_STEP_ON_JAX = True
+
+
+def loop_step(step):
+    """`step` as the loop should call it: rematerialised on JAX, as is elsewhere."""
+    if keras.backend.backend() != "jax" or not REMAT_STEP_ON_JAX:
+        return step
+    import jax
+
+    return jax.checkpoint(step)
