@@ -47,7 +47,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -199,32 +198,10 @@ def _merge(reports: list[dict]) -> dict:
 
 def _spawn(spec: dict, timeout: float | None) -> dict:
     """Runs `_worker(spec)` in a new Python process under `spec["backend"]`."""
-    env = dict(os.environ, KERAS_BACKEND=spec["backend"], TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("JAX_ENABLE_X64", None)  # JAX's defaults (the tests turn it on)
-    # PyTorch's OpenMP threads spin while they wait for work; on a machine
-    # with more busy threads than cores (a shared CI box) that made its steps
-    # 4-5x slower than one thread, where a passive wait costs nothing.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    command = [sys.executable, "-m", "benchmarks.backends", "--worker"]
-    try:
-        done = subprocess.run(
-            command + [json.dumps(spec)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout or TIMEOUT_S * (3 if spec["torch_compile"] else 1),
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"TimeoutExpired: the {spec['backend']} worker ran too long"}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"worker exited with {done.returncode}: {tail[:150]}"}
+    from benchmarks.common import spawn_worker
+
+    limit = timeout or TIMEOUT_S * (3 if spec["torch_compile"] else 1)
+    return spawn_worker("benchmarks.backends", spec, spec["backend"], limit)
 
 
 # -- the worker process ---------------------------------------------------------
@@ -300,10 +277,9 @@ def _version(backend: str) -> str:
 
 
 def _load() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 1)
-    except OSError:
-        return None
+    from benchmarks.common import load_average
+
+    return load_average()
 
 
 def _bind(function, *args):

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -138,6 +143,48 @@ def fresh_keras() -> None:
 
 def random_data(shape: tuple, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
+# -- worker processes ------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn_worker(module: str, spec: dict, backend: str, timeout: float) -> dict:
+    """Runs `python -m module --worker SPEC` under `KERAS_BACKEND=backend`.
+
+    The worker prints its result as one JSON line (the last line starting
+    with `{`); that dict is returned, or `{"error": ...}` when the process
+    died or ran longer than `timeout` seconds.
+    """
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("JAX_ENABLE_X64", None)  # JAX's defaults (the tests turn it on)
+    # PyTorch's OpenMP threads spin while they wait for work; on a machine
+    # with more busy threads than cores (a shared CI box) that made its steps
+    # 4-5x slower than one thread, where a passive wait costs nothing.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    command = [sys.executable, "-m", module, "--worker", json.dumps(spec)]
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"TimeoutExpired: the {backend} worker ran too long"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"worker exited with {done.returncode}: {tail[:150]}"}
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, rounded (None where unsupported)."""
+    try:
+        return round(os.getloadavg()[0], 1)
+    except OSError:
+        return None
 
 
 # -- memory ---------------------------------------------------------------------

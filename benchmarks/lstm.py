@@ -32,13 +32,19 @@ FULL_REPEATS, QUICK_REPEATS = 31, 3
 METRICS = ("train step", "inference")
 
 # (contender name, LSTM kind, jit_compile); PyTorch is handled apart.
-# --quick builds only the first, the anchor and the first XLA model (each
-# model costs seconds of tracing; the code path is the same for all).
-QUICK_CONTENDERS = (models.CELLGRAPH, models.KERAS_LSTM, models.CELLGRAPH + models.XLA)
+# --quick builds only these four models (each model costs seconds of
+# tracing; the code path is the same for all).
+QUICK_CONTENDERS = (
+    models.CELLGRAPH,
+    models.KERAS_LSTM,
+    models.CELLGRAPH_PRECOMPUTED,
+    models.CELLGRAPH + models.XLA,
+)
 KERAS_CONTENDERS = [
     (models.CELLGRAPH, models.CELLGRAPH, False),
     (models.KERAS_LSTM, models.KERAS_LSTM, False),
     (models.KERAS_RNN, models.KERAS_RNN, False),
+    (models.CELLGRAPH_PRECOMPUTED, models.CELLGRAPH_PRECOMPUTED, False),
     (models.CELLGRAPH + models.XLA, models.CELLGRAPH, True),
     (models.KERAS_LSTM + models.XLA, models.KERAS_LSTM, True),
 ]
@@ -110,6 +116,8 @@ def _run_shape(
                 add_paired_ratio(result, anchor, "paired")
             if name != models.TORCH:
                 add_ratio(result, by_name[models.TORCH], "vs " + models.TORCH)
+            if name == models.CELLGRAPH_PRECOMPUTED:
+                add_ratio(result, by_name[models.CELLGRAPH], "vs " + models.CELLGRAPH)
             if name.endswith(models.XLA):
                 plain = by_name.get(name[: -len(models.XLA)])
                 add_ratio(result, plain, "vs same without XLA")

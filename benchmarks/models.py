@@ -5,11 +5,13 @@ from __future__ import annotations
 import keras
 
 import cellgraph as cg
+from cellgraph.cells.lstm import lstm_gates
 
 # Contender names, as they appear in the tables.
 CELLGRAPH = "cellgraph LSTMCell"
 KERAS_LSTM = "keras.layers.LSTM"
 KERAS_RNN = "keras.layers.RNN(LSTMCell)"
+CELLGRAPH_PRECOMPUTED = "cellgraph, x·W+b before the loop"
 TORCH = "torch nn.LSTM"
 XLA = " [XLA]"
 
@@ -22,7 +24,49 @@ def lstm_layer(kind: str, units: int, features: int):
         return keras.layers.LSTM(units)
     if kind == KERAS_RNN:
         return keras.layers.RNN(keras.layers.LSTMCell(units))
+    if kind == CELLGRAPH_PRECOMPUTED:
+        return PrecomputedLSTM(units)
     raise ValueError(f"Unknown LSTM contender {kind!r}.")
+
+
+class LSTMGates(keras.layers.Layer):
+    """`[z, c_tm1] -> [h, c]`: the LSTM gates of `cells.LSTMCell`, no weights."""
+
+    def call(self, inputs):
+        z, c_tm1 = inputs
+        return lstm_gates(z, c_tm1, keras.activations.tanh, keras.activations.sigmoid)
+
+    def compute_output_shape(self, input_shape):
+        return [input_shape[1], input_shape[1]]
+
+
+class PrecomputedLSTM(keras.layers.Layer):
+    """The LSTM with its input projection taken out of the loop.
+
+    `Dense(4 * units)` computes `x_t·W + b` for every step at once (one large
+    matrix product), and a `RecurrentModel` runs the rest of the step,
+    `[h, c] = gates(z_x_t + h_tm1·U, c_tm1)`: what evaluating the input-only
+    part of a step graph before the loop gives for an LSTM. Its weights are
+    `cells.LSTMCell`'s: projection `[kernel, bias]`, recurrent `[U]`.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.projection = keras.layers.Dense(4 * units)
+        z_x = keras.Input((4 * units,))
+        h_tm1, c_tm1 = keras.Input((units,)), keras.Input((units,))
+        self.recurrent = keras.layers.Dense(4 * units, use_bias=False)
+        z = keras.layers.Add()([z_x, self.recurrent(h_tm1)])
+        h, c = LSTMGates()([z, c_tm1])
+        self.loop = cg.RecurrentModel(
+            input=z_x, initial_states=[h_tm1, c_tm1], output=h, final_states=[h, c]
+        )
+
+    def call(self, inputs):
+        return self.loop(self.projection(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.recurrent.units // 4)
 
 
 def lstm_model(
@@ -65,6 +109,7 @@ def superloop_shape_model(
     layers: int,
     units: int,
     engine: str = SUPERLOOP_CELLGRAPH,
+    jit_compile: bool | str = "auto",
 ) -> keras.Model:
     """The superloop shape: a step graph of stacked SGU cells, run over time.
 
@@ -74,7 +119,8 @@ def superloop_shape_model(
     `cellgraph.RecurrentModel`, or (`engine=SUPERLOOP_PLAIN`, the reference)
     by a plain `keras.layers.RNN` whose cell calls the same one-step
     `keras.Model`. A `Dense(features)` head on every step's output; Adam and
-    MSE.
+    MSE, compiled with `jit_compile` (`"auto"`: Keras's choice for the
+    backend, XLA on JAX and none on a CPU-only TensorFlow).
     """
     x_t = keras.Input((features,), name="x_t")
     top_tm1 = keras.Input((units,), name="top_tm1")
@@ -101,7 +147,9 @@ def superloop_shape_model(
         raise ValueError(f"Unknown engine {engine!r}.")
     inputs = keras.Input((timesteps, features))
     model = keras.Model(inputs, keras.layers.Dense(features)(rnn(inputs)))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit_compile
+    )
     return model
 
 

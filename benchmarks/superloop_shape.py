@@ -2,25 +2,48 @@
 
 The step graph is built by hand from `cells.SGUCell` with an explicit
 readout state (the previous top output, concatenated with the step input)
-and run by `RecurrentModel`; as a same-run reference, the same one-step
-model runs in a plain `keras.layers.RNN`. Measured: the time to the first
-training step (construction + compile + first `train_on_batch`) and the
-steady training step, against the goals of issue 6 and the figures it
-quotes for the earlier designs (taken on the same machine, another day).
+and run by `RecurrentModel`. Measured: the time to the first training step
+(construction + compile + first `train_on_batch`) and the steady training
+step, against the goals of issue 6 and the figures it quotes for the earlier
+designs (taken on the same machine, another day). The contenders, all the
+same model:
+
+- cellgraph on TensorFlow as Keras compiles it by default on a CPU (a
+  `tf.function` graph, no XLA);
+- the same one-step model in a plain `keras.layers.RNN` (the reference);
+- cellgraph on TensorFlow compiled with XLA (`jit_compile=True`);
+- cellgraph on JAX (Keras's default there: the train step is `jax.jit`-ed,
+  XLA), in a Python process of its own, when JAX is installed.
+
+A step graph of 32 small layers runs ~1000 tiny ops per step; XLA fuses
+them, which is where the steady step is won. TensorFlow's first step is
+dominated by tracing, by building the gradient of a 33-state loop and by
+Keras tracing the train step twice (Adam's slots are created in the first
+trace); JAX traces the step once and compiles it.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
+import sys
 import time
+from pathlib import Path
 
-from benchmarks import models
-from benchmarks.common import (
+if __package__ in (None, ""):  # `python benchmarks/superloop_shape.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import models  # noqa: E402
+from benchmarks.common import (  # noqa: E402
     add_ratio,
     fresh_keras,
     interleave,
+    load_average,
     random_data,
     ratio_to_value,
     row,
+    spawn_worker,
 )
 
 SECTION = "superloop"
@@ -28,7 +51,18 @@ FULL = dict(batch=64, timesteps=64, features=8, layers=32, units=16)
 QUICK = dict(batch=4, timesteps=4, features=3, layers=2, units=4)
 FULL_REPEATS = dict(first=2, steady=11)
 QUICK_REPEATS = dict(first=1, steady=3)
-CONTENDERS = (models.SUPERLOOP_CELLGRAPH, models.SUPERLOOP_PLAIN)
+WORKER_TIMEOUT_S = dict(full=900, quick=300)
+
+CELLGRAPH, PLAIN = models.SUPERLOOP_CELLGRAPH, models.SUPERLOOP_PLAIN
+CELLGRAPH_XLA = CELLGRAPH + " [TF XLA]"
+CELLGRAPH_JAX = CELLGRAPH + " [JAX]"
+# (name, engine, jit_compile) of the models timed in this process (TF).
+IN_PROCESS = (
+    (CELLGRAPH, CELLGRAPH, False),
+    (PLAIN, PLAIN, False),
+    (CELLGRAPH_XLA, CELLGRAPH, True),
+)
+FIRST, STEADY = "build + compile + first step", "steady train step"
 
 # Issue 6: the goals, and its figures for the unrolled design and for a
 # plain keras.layers.RNN loop over the same step graph.
@@ -41,58 +75,114 @@ def run(quick: bool = False, log=print) -> list[dict]:
     shape = QUICK if quick else FULL
     repeats = QUICK_REPEATS if quick else FULL_REPEATS
     case = "B{batch} T{timesteps} {layers}x SGU({units}) F{features}".format(**shape)
+    firsts, steady = _measure(IN_PROCESS, shape, repeats, quick, log=log)
+
+    if importlib.util.find_spec("jax") is None:
+        jax = {"skipped": "JAX not installed"}
+    else:
+        log(f"[superloop] {case}: {CELLGRAPH_JAX}, in a JAX process")
+        spec = dict(shape=shape, repeats=repeats, quick=quick)
+        timeout = WORKER_TIMEOUT_S["quick" if quick else "full"]
+        jax = spawn_worker("benchmarks.superloop_shape", spec, "jax", timeout)
+    if "first" in jax:
+        firsts[CELLGRAPH_JAX], steady[CELLGRAPH_JAX] = jax["first"], jax["steady"]
+
+    first_rows, step_rows = {}, {}
+    for name in [name for name, _, _ in IN_PROCESS] + [CELLGRAPH_JAX]:
+        missing = {}
+        if name not in firsts:
+            missing = dict(error=jax.get("error"), skipped=jax.get("skipped"))
+        note = jax.get("note") if name == CELLGRAPH_JAX else None
+        first_rows[name] = row(
+            SECTION, case, name, FIRST, "s", firsts.get(name), note=note, **missing
+        )
+        ratio_to_value(first_rows[name], GOAL_FIRST_S, f"goal {GOAL_FIRST_S:g} s", True)
+        step_ms = [1000 * s for s in steady.get(name, [])]
+        step_rows[name] = row(
+            SECTION, case, name, STEADY, "ms", step_ms, note=note, **missing
+        )
+        ratio_to_value(
+            step_rows[name], GOAL_STEADY_MS, f"goal {GOAL_STEADY_MS:g} ms", True
+        )
+    for rows in (first_rows, step_rows):
+        add_ratio(rows[CELLGRAPH], rows[PLAIN], "vs plain RNN")
+        add_ratio(rows[CELLGRAPH_XLA], rows[CELLGRAPH], "vs same without XLA")
+        add_ratio(rows[CELLGRAPH_JAX], rows[CELLGRAPH], "vs same on TF")
+    unrolled = "vs issue's unrolled"
+    ratio_to_value(first_rows[CELLGRAPH], UNROLLED_FIRST_S, unrolled, False)
+    ratio_to_value(first_rows[PLAIN], PLAIN_RNN_FIRST_S, "vs issue's figure", False)
+    ratio_to_value(step_rows[PLAIN], PLAIN_RNN_STEADY_MS, "vs issue's figure", False)
+    return [r for name in first_rows for r in (first_rows[name], step_rows[name])]
+
+
+def _measure(contenders, shape, repeats, quick, log=print):
+    """First-step seconds (fresh model each round) and steady-step seconds."""
     model_args = {k: v for k, v in shape.items() if k != "batch"}
     x = random_data((shape["batch"], shape["timesteps"], shape["features"]), 0)
     y = random_data((shape["batch"], shape["timesteps"], shape["features"]), 1)
-
-    if not quick:  # pay TensorFlow's one-time start-up costs before timing
+    if not quick:  # pay the backend's one-time start-up costs before timing
         fresh_keras()
         warm = models.superloop_shape_model(2, shape["features"], 1, shape["units"])
         warm.train_on_batch(x[:, :2], y[:, :2])
 
-    firsts = {name: [] for name in CONTENDERS}
+    firsts = {name: [] for name, _, _ in contenders}
     trained = {}
     for r in range(repeats["first"]):
-        for engine in CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]:
-            log(f"[superloop] {case}: {engine}, build + first step, round {r + 1}")
+        for name, engine, jit in contenders if r % 2 == 0 else contenders[::-1]:
+            log(f"[superloop] {name}: build + first step, round {r + 1}")
             fresh_keras()
             start = time.perf_counter()
-            model = models.superloop_shape_model(**model_args, engine=engine)
+            model = models.superloop_shape_model(
+                **model_args, engine=engine, jit_compile=jit
+            )
             model.train_on_batch(x, y)
-            firsts[engine].append(time.perf_counter() - start)
-            trained[engine] = model
-    log(f"[superloop] {case}: steady steps")
+            firsts[name].append(time.perf_counter() - start)
+            trained[name] = model
+    log("[superloop] steady steps")
     steady = interleave(
         {name: _bind(model.train_on_batch, x, y) for name, model in trained.items()},
         repeats=repeats["steady"],
         warmup=1,
     )
+    return firsts, steady
 
-    first_rows, step_rows = {}, {}
-    for name in CONTENDERS:
-        first_rows[name] = row(
-            SECTION, case, name, "build + compile + first step", "s", firsts[name]
-        )
-        ratio_to_value(first_rows[name], GOAL_FIRST_S, f"goal {GOAL_FIRST_S:g} s", True)
-        step_rows[name] = row(
-            SECTION,
-            case,
-            name,
-            "steady train step",
-            "ms",
-            [1000 * s for s in steady[name]],
-        )
-        ratio_to_value(
-            step_rows[name], GOAL_STEADY_MS, f"goal {GOAL_STEADY_MS:g} ms", True
-        )
-    cg, plain = models.SUPERLOOP_CELLGRAPH, models.SUPERLOOP_PLAIN
-    add_ratio(first_rows[cg], first_rows[plain], "vs plain RNN")
-    add_ratio(step_rows[cg], step_rows[plain], "vs plain RNN")
-    ratio_to_value(first_rows[cg], UNROLLED_FIRST_S, "vs issue's unrolled", False)
-    ratio_to_value(first_rows[plain], PLAIN_RNN_FIRST_S, "vs issue's figure", False)
-    ratio_to_value(step_rows[plain], PLAIN_RNN_STEADY_MS, "vs issue's figure", False)
-    return [first_rows[cg], step_rows[cg], first_rows[plain], step_rows[plain]]
+
+def _worker(spec: dict) -> dict:
+    """In a JAX process: cellgraph's first and steady steps (seconds)."""
+    import keras
+
+    start_load = load_average()
+    if keras.backend.backend() != "jax":
+        return {"error": f"expected the JAX backend, got {keras.backend.backend()}"}
+    firsts, steady = _measure(
+        ((CELLGRAPH_JAX, CELLGRAPH, "auto"),),
+        spec["shape"],
+        spec["repeats"],
+        spec["quick"],
+        log=lambda message: None,
+    )
+    version = sys.modules["jax"].__version__
+    note = f"jax {version}, load {start_load} -> {load_average()}"
+    name = CELLGRAPH_JAX
+    return {"first": firsts[name], "steady": steady[name], "note": note}
 
 
 def _bind(function, *args):
     return lambda: function(*args)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", metavar="SPEC", help="JSON: shape, repeats")
+    parser.add_argument("--quick", action="store_true", help="tiny shape")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_worker(json.loads(args.worker))), flush=True)
+        return
+    from benchmarks.run import format_table
+
+    print(format_table(run(quick=args.quick)))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,16 @@ from keras import ops
 from cellgraph.cells._common import DropoutStepLayer, KerasCell, project
 
 
+def lstm_gates(z, c_tm1, activation, recurrent_activation):
+    """`[h, c]` from the gate pre-activations `z = [z_i, z_f, z_c, z_o]`."""
+    z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+    i = recurrent_activation(z_i)
+    f = recurrent_activation(z_f)
+    c = f * c_tm1 + i * activation(z_c)
+    o = recurrent_activation(z_o)
+    return [o * activation(c), c]
+
+
 @keras.saving.register_keras_serializable(package="cellgraph")
 class _LSTMStep(DropoutStepLayer):
     """One LSTM step with Keras's weights and gate order (i, f, c, o).
@@ -49,13 +59,7 @@ class _LSTMStep(DropoutStepLayer):
         z = ops.add(z, project(h_tm1, self.recurrent_kernel, h_masks))
         if self.bias is not None:
             z = ops.add(z, self.bias)
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-        i = self.recurrent_activation(z_i)
-        f = self.recurrent_activation(z_f)
-        c = f * c_tm1 + i * self.activation(z_c)
-        o = self.recurrent_activation(z_o)
-        h = o * self.activation(c)
-        return [h, c]
+        return lstm_gates(z, c_tm1, self.activation, self.recurrent_activation)
 
     def compute_output_shape(self, input_shape):
         shape = (input_shape[0][0], self.units)
