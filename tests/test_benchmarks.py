@@ -55,6 +55,7 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
         "cellgraph RecurrentModel",
         "keras.layers.RNN(step model)",
         "cellgraph RecurrentModel [TF XLA]",
+        "cellgraph RecurrentModel, Adam built first",
         "cellgraph RecurrentModel [JAX]",
     }
     anchors = [r for r in rows if r["contender"] == "keras.layers.LSTM"]
