@@ -52,6 +52,7 @@ class PrecomputedLSTM(keras.layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
+        self.units = units
         self.projection = keras.layers.Dense(4 * units)
         z_x = keras.Input((4 * units,))
         h_tm1, c_tm1 = keras.Input((units,)), keras.Input((units,))
@@ -66,7 +67,7 @@ class PrecomputedLSTM(keras.layers.Layer):
         return self.loop(self.projection(inputs))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.recurrent.units // 4)
+        return (input_shape[0], self.units)
 
 
 def lstm_model(
