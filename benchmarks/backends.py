@@ -207,7 +207,9 @@ def _spawn(spec: dict, timeout: float | None) -> dict:
 # -- the worker process ---------------------------------------------------------
 def _worker(spec: dict) -> dict:
     """Builds the four models of one backend, times them round-robin."""
-    start_load = _load()
+    from benchmarks.common import load_average
+
+    start_load = load_average()
     started = time.perf_counter()
     import keras
 
@@ -266,7 +268,8 @@ def _worker(spec: dict) -> dict:
     )
     note = (
         f"{backend} {_version(backend)}: {time.perf_counter() - started:.0f} s, "
-        f"load {start_load} -> {_load()}; {repeats} rounds of {per_round:.2f} s; "
+        f"load {start_load} -> {load_average()}; "
+        f"{repeats} rounds of {per_round:.2f} s; "
         f"first train+predict call {firsts}"
     )
     return {"results": results, "note": note}
@@ -274,12 +277,6 @@ def _worker(spec: dict) -> dict:
 
 def _version(backend: str) -> str:
     return getattr(sys.modules.get(backend), "__version__", "?")
-
-
-def _load() -> float | None:
-    from benchmarks.common import load_average
-
-    return load_average()
 
 
 def _bind(function, *args):
@@ -389,9 +386,11 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     if args.raw:
+        from benchmarks.common import load_average
+
         for name, ms in raw_check().items():
             print(f"{name:40s} {ms:7.1f} ms (median)")
-        print(f"load average {_load()}")
+        print(f"load average {load_average()}")
         return
     if args.worker:
         print(json.dumps(_worker(json.loads(args.worker))), flush=True)
