@@ -7,16 +7,67 @@ import keras
 LEARNED = "learned"
 
 
-def check_teacher_force(value, graph):
-    if value is False or value is None or value == 0:
+def check_bool(name: str, value) -> bool:
+    """`value` as a bool; a `TypeError` naming `name` for anything else."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(
+        f"Argument `{name}` must be True or False. Received: {name}={value!r}"
+    )
+
+
+def parse_teacher_force(value):
+    """`False`, or the probability in (0, 1] of feeding the ground truth."""
+    if value is False or value is None or (type(value) in (int, float) and value == 0):
         return False
     if value is True:
-        value = 1.0
-    if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        return 1.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 < float(value) <= 1.0
+    ):
         raise ValueError(
             "Argument `teacher_force` must be True/False or a probability in "
             f"(0, 1]. Received: teacher_force={value!r}"
         )
+    return float(value)
+
+
+def parse_decode(decode, output_length):
+    """Checks `decode` and `output_length` together; returns both."""
+    decode = check_bool("decode", decode)
+    if decode:
+        if (
+            isinstance(output_length, bool)
+            or not isinstance(output_length, int)
+            or output_length < 1
+        ):
+            raise ValueError(
+                "Argument `output_length` must be a positive integer when "
+                f"`decode=True`. Received: output_length={output_length!r}"
+            )
+    elif output_length is not None:
+        raise ValueError(
+            "Argument `output_length` is the number of steps of a decoder and "
+            "needs `decode=True` (without it, the number of steps is the "
+            "input's time length). Received: output_length="
+            f"{output_length!r} and decode=False"
+        )
+    return decode, output_length
+
+
+def parse_return_sequences(value, decode: bool) -> bool:
+    """`None` means: every step's output when decoding, else the last one."""
+    if value is None:
+        return decode
+    return check_bool("return_sequences", value)
+
+
+def check_teacher_force(value, graph):
+    """Checks a parsed `teacher_force` against the step graph."""
+    if not value:
+        return False
     if graph.readout_input is None:
         raise ValueError(
             "Teacher forcing feeds the ground truth through the readout: give "
@@ -26,16 +77,17 @@ def check_teacher_force(value, graph):
     return float(value)
 
 
-def parse_state_initializer(value, num_states):
+def parse_state_initializer(value, num_states=None):
+    """Parses a `state_initializer`; `num_states=None` skips the length check."""
     if isinstance(value, (list, tuple)):
-        if len(value) != num_states:
+        if num_states is not None and len(value) != num_states:
             raise ValueError(
                 "Argument `state_initializer` as a list needs one entry per "
                 f"state ({num_states}). Received {len(value)}: {value!r}"
             )
         items = list(value)
     else:
-        items = [value] * num_states
+        items = [value] * (1 if num_states is None else num_states)
     parsed = []
     for item in items:
         if item is None or item == LEARNED:
@@ -49,7 +101,16 @@ def parse_state_initializer(value, num_states):
                     "Keras initializer (name or object), or a list of those. "
                     f"Received: {item!r}"
                 ) from error
+    if num_states is None and not isinstance(value, (list, tuple)):
+        return parsed[0]
     return parsed
+
+
+def expand_state_initializer(value, num_states):
+    """A parsed `state_initializer` as one entry per state (length checked)."""
+    if isinstance(value, (list, tuple)):
+        return parse_state_initializer(list(value), num_states)
+    return [value] * num_states
 
 
 def serialize_initializers(value):

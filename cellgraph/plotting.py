@@ -126,15 +126,10 @@ def _base_name(name: str, suffixes: tuple, fallback: str) -> str:
 
 
 def _roles(rnn, input_names: list, shapes: list) -> dict:
-    counts = rnn._graph_counts
-    kinds = (
-        ["input"] * counts["num_inputs"]
-        + ["state"] * counts["num_states"]
-        + ["constant"] * counts["num_constants"]
-        + ["readout"] * int(counts["has_readout"])
-    )
+    layout = rnn.step_graph.layout
+    kinds = layout.roles
     state_names = getattr(rnn, "state_names", None)  # a Superloop's
-    if not isinstance(state_names, list) or len(state_names) != counts["num_states"]:
+    if not isinstance(state_names, list) or len(state_names) != layout.num_states:
         state_names = None
     roles, seen = {}, Counter()
     for kind, name, shape in zip(kinds, input_names, shapes):
@@ -145,7 +140,7 @@ def _roles(rnn, input_names: list, shapes: list) -> dict:
         elif kind == "state":
             short = _base_name(name, ("_tm1",), f"state{index}")
         elif kind == "input":
-            several = counts["num_inputs"] > 1
+            several = layout.num_inputs > 1
             short = _base_name(name, ("_t", "_tm1"), f"x{index}" if several else "x")
         elif kind == "constant":
             short = _base_name(name, (), f"constant{index}")

@@ -6,19 +6,14 @@ import keras
 from keras import ops
 
 from cellgraph import _loop, _options, backend
+from cellgraph.cell import RNNCell
 from cellgraph.step_graph import (
+    GraphLayout,
     StepGraph,
     call_step_model,
     shapes_compatible,
     walk_layers,
 )
-
-
-class _Untracked:
-    """Holds an object out of Keras's attribute tracking (no weights inside)."""
-
-    def __init__(self, value):
-        self.value = value
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
@@ -48,7 +43,8 @@ class RecurrentModel(keras.layers.Layer):
             `readout_input`.
         decode: if `True`, the call input has no time axis; it is fed to the
             step input at each of `output_length` steps.
-        output_length: number of steps when `decode=True`.
+        output_length: number of steps when `decode=True` (an error
+            without it).
         constants: list of `keras.Input`s that receive the same tensor at
             every step (`rnn(x, constants=[data])`).
         state_initializer: initial values of the states: `None` (zeros), a
@@ -56,6 +52,7 @@ class RecurrentModel(keras.layers.Layer):
             non-trainable weight), `"learned"` (trainable initial states),
             or a list with one of those per state.
         return_sequences: return every step's output, not only the last.
+            Default `None`: `True` when decoding, `False` otherwise.
         return_state: also return the final states: `[output, *states]`.
         go_backwards: process the sequence backwards (outputs come in
             processing order, as in Keras).
@@ -81,6 +78,18 @@ class RecurrentModel(keras.layers.Layer):
         `(batch, *output_shape)`; with `return_state=True` a list
         `[output, *final_states]`.
 
+    Dtypes: floating parts (step inputs, states, the output) follow the
+    layer's compute dtype (`mixed_float16` included); integer and boolean
+    step inputs and states keep their dtype, so token ids and counters are
+    never rounded. With several masked inputs, a step counts only where
+    every input is valid (the masks are combined with logical AND).
+
+    Subclasses that build their step graph themselves (`RecurrentSequential`,
+    `Superloop`) call this constructor without `input`/`output` and override
+    `build_step_graph(input_shape)`, which the layer calls once, when it is
+    first built. `RecurrentModel.from_step_graph(graph, **options)` takes a
+    ready `StepGraph`.
+
     Example:
 
     ```python
@@ -99,8 +108,8 @@ class RecurrentModel(keras.layers.Layer):
 
     def __init__(
         self,
-        input,
-        output,
+        input=None,
+        output=None,
         initial_states=None,
         final_states=None,
         readout_input=None,
@@ -109,7 +118,7 @@ class RecurrentModel(keras.layers.Layer):
         output_length: int | None = None,
         constants=None,
         state_initializer=None,
-        return_sequences: bool = False,
+        return_sequences: bool | None = None,
         return_state: bool = False,
         go_backwards: bool = False,
         stateful: bool = False,
@@ -117,21 +126,29 @@ class RecurrentModel(keras.layers.Layer):
         zero_output_for_mask: bool = False,
         **kwargs,
     ):
-        graph = kwargs.pop("_graph", None)
         super().__init__(**kwargs)
-        self._set_options(
-            teacher_force=teacher_force,
-            decode=decode,
-            output_length=output_length,
-            state_initializer=state_initializer,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            zero_output_for_mask=zero_output_for_mask,
+        self.teacher_force = _options.parse_teacher_force(teacher_force)
+        self.decode, self.output_length = _options.parse_decode(decode, output_length)
+        self.state_initializer = _options.parse_state_initializer(state_initializer)
+        self.return_sequences = _options.parse_return_sequences(
+            return_sequences, self.decode
         )
-        if graph is None:
+        self.return_state = _options.check_bool("return_state", return_state)
+        self.go_backwards = _options.check_bool("go_backwards", go_backwards)
+        self.stateful = _options.check_bool("stateful", stateful)
+        self.unroll = _options.check_bool("unroll", unroll)
+        self.zero_output_for_mask = _options.check_bool(
+            "zero_output_for_mask", zero_output_for_mask
+        )
+        self.supports_masking = True
+        self._initial_weights = []
+        self._state_variables = []
+        sampled = self.teacher_force not in (False, 1.0)
+        self._seed_generator = keras.random.SeedGenerator() if sampled else None
+        self._step_graph = None
+        self.step_model = None
+        graph = self.__dict__.pop("_given_step_graph", None)
+        if graph is None and (input is not None or output is not None):
             graph = StepGraph(
                 inputs=input,
                 output=output,
@@ -140,43 +157,90 @@ class RecurrentModel(keras.layers.Layer):
                 constants=constants,
                 readout_input=readout_input,
             )
-        self._set_graph(graph, multi_input=isinstance(input, (list, tuple)))
-
-    def _set_options(
-        self,
-        teacher_force,
-        decode,
-        output_length,
-        state_initializer,
-        return_sequences,
-        return_state,
-        go_backwards,
-        stateful,
-        unroll,
-        zero_output_for_mask,
-    ):
-        """Stores the options that do not depend on the step graph."""
-        self.teacher_force = teacher_force
-        self.decode = bool(decode)
-        if self.decode and (not isinstance(output_length, int) or output_length < 1):
+        elif graph is None and not self._builds_own_graph():
             raise ValueError(
-                "Argument `output_length` must be a positive integer when "
-                f"`decode=True`. Received: output_length={output_length!r}"
+                "RecurrentModel needs the step graph: pass `input` and `output` "
+                "(step Inputs and the step output), or use "
+                "`RecurrentModel.from_step_graph(graph, **options)`. Received: "
+                f"input={input!r}, output={output!r}"
             )
-        self.output_length = output_length
-        self.state_initializer = state_initializer
-        self.return_sequences = return_sequences
-        self.return_state = return_state
-        self.go_backwards = go_backwards
-        self.stateful = stateful
-        self.unroll = unroll
-        self.zero_output_for_mask = zero_output_for_mask
-        self.supports_masking = True
-        self._initial_weights = []
-        self._state_variables = []
+        if graph is not None:
+            self._take_step_graph(graph)
 
-    def _set_graph(self, graph: StepGraph, multi_input: bool):
-        """Takes the step graph: its model, roles, shapes, and the loop."""
+    @classmethod
+    def from_step_graph(cls, graph: StepGraph, **options) -> RecurrentModel:
+        """Makes the sequence layer of a ready `StepGraph`.
+
+        Args:
+            graph: a `cellgraph.StepGraph`.
+            **options: the constructor's other arguments (`return_sequences`,
+                `teacher_force`, `name`, ...).
+
+        Example:
+
+        ```python
+        x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+        h_t = keras.layers.Dense(4, activation="tanh")(
+            keras.layers.Concatenate()([x_t, h_tm1]))
+        graph = cellgraph.StepGraph(
+            inputs=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t])
+        rnn = cellgraph.RecurrentModel.from_step_graph(graph, return_sequences=True)
+        y = rnn(np.zeros((2, 5, 3), "float32"))  # (2, 5, 4)
+        ```
+        """
+        if not isinstance(graph, StepGraph):
+            raise TypeError(
+                "Argument `graph` of RecurrentModel.from_step_graph() must be a "
+                f"cellgraph.StepGraph. Received: {type(graph).__name__}"
+            )
+        roles = (
+            "input",
+            "output",
+            "initial_states",
+            "final_states",
+            "constants",
+            "readout_input",
+        )
+        given = [name for name in roles if options.get(name) is not None]
+        if given:
+            raise TypeError(
+                "RecurrentModel.from_step_graph() takes the roles from the "
+                f"graph. Received also: {given}"
+            )
+        layer = cls.__new__(cls, **options)
+        layer.__dict__["_given_step_graph"] = graph
+        layer.__init__(**options)
+        return layer
+
+    # -- the one builder hook ----------------------------------------------
+    def _builds_own_graph(self) -> bool:
+        return type(self).build_step_graph is not RecurrentModel.build_step_graph
+
+    def build_step_graph(self, input_shape) -> StepGraph:
+        """Returns the `StepGraph` this layer runs.
+
+        Called once, when the layer is first built (or asked for its output
+        shape), with the shape of the call's input. `RecurrentModel` returns
+        the graph it was constructed with; builders such as
+        `RecurrentSequential` and `Superloop` override this to build theirs.
+
+        Args:
+            input_shape: shape of the call input, `(batch, time, *step)`
+                (`(batch, *step)` when decoding), or a list of shapes.
+        """
+        raise ValueError(f"{type(self).__name__} {self.name!r} has no step graph.")
+
+    def _ensure_step_graph(self, input_shape):
+        if self._step_graph is None:
+            self._take_step_graph(self.build_step_graph(input_shape))
+
+    def _take_step_graph(self, graph: StepGraph):
+        """Checks the step graph against the options and keeps it."""
+        if not isinstance(graph, StepGraph):
+            raise TypeError(
+                f"{type(self).__name__}.build_step_graph() must return a "
+                f"cellgraph.StepGraph. Received: {type(graph).__name__}"
+            )
         for layer in walk_layers(graph.model):
             if getattr(layer, "activity_regularizer", None) is not None:
                 raise ValueError(
@@ -188,53 +252,36 @@ class RecurrentModel(keras.layers.Layer):
                     "RecurrentModel. Received: activity_regularizer="
                     f"{layer.activity_regularizer!r}"
                 )
-        self._graph_counts = graph.counts
+        _options.check_teacher_force(self.teacher_force, graph)
+        self._state_initializers = self._expand_state_initializer(
+            len(graph.initial_states)
+        )
+        self._step_graph = graph
         self.step_model = graph.model
-        self._input_shapes = graph.input_shapes
-        self._state_shapes = graph.state_shapes
-        self._output_shape = graph.output_shape
-        self._multi_input = multi_input
-        self.teacher_force = _options.check_teacher_force(self.teacher_force, graph)
-        self.state_initializer = _options.parse_state_initializer(
-            self.state_initializer, len(self._state_shapes)
-        )
-        inner_shapes = list(self._state_shapes)
-        if self.has_readout:
-            inner_shapes.append(self._output_shape)
-        if not inner_shapes:  # keras.layers.RNN needs at least one state
-            inner_shapes.append((1,))
-        self._inner_shapes = inner_shapes
-        cell = _loop.StepCell(
-            self.step_model, self._graph_counts, inner_shapes, dtype=self.dtype_policy
-        )
-        self._loop = _Untracked(
-            keras.layers.RNN(
-                cell,
-                dtype=self.dtype_policy,
-                return_sequences=self.return_sequences,
-                return_state=True,
-                go_backwards=self.go_backwards,
-                unroll=self.unroll,
-                zero_output_for_mask=self.zero_output_for_mask,
-            )
-        )
-        sampled = self.teacher_force not in (False, 1.0)
-        self._seed_generator = keras.random.SeedGenerator() if sampled else None
+
+    def _expand_state_initializer(self, num_states) -> list:
+        """One `state_initializer` entry per state (`None`: zeros)."""
+        return _options.expand_state_initializer(self.state_initializer, num_states)
 
     # -- properties ------------------------------------------------------------
     @property
+    def step_graph(self) -> StepGraph | None:
+        """The `StepGraph` this layer runs (`None` until a builder is built)."""
+        return self._step_graph
+
+    @property
     def num_states(self) -> int:
         """Number of states (`initial_states`) of the step graph."""
-        return len(self._state_shapes)
+        return len(self.state_shapes)
 
     @property
     def has_readout(self) -> bool:
-        return self._graph_counts["has_readout"]
+        return self._step_graph.readout_input is not None
 
     @property
     def state_shapes(self) -> list[tuple]:
         """State shapes without the batch dimension."""
-        return list(self._state_shapes)
+        return list(self._step_graph.state_shapes)
 
     @property
     def states(self):
@@ -243,8 +290,12 @@ class RecurrentModel(keras.layers.Layer):
             return None
         return list(self._state_variables[: self.num_states])
 
+    def _slots(self):
+        return _loop.persistent_slots(self._step_graph, self.compute_dtype)
+
     # -- building ---------------------------------------------------------------
     def build(self, input_shape):
+        self._ensure_step_graph(input_shape)
         shapes = self._check_input_shapes(input_shape)
         time = self.output_length if self.decode else shapes[0][1]
         if self.unroll and time is None:
@@ -255,7 +306,7 @@ class RecurrentModel(keras.layers.Layer):
                 "`keras.Input(shape=(T, ...))` or set `unroll=False`."
             )
         for i, (spec, shape) in enumerate(
-            zip(self.state_initializer, self._state_shapes)
+            zip(self._state_initializers, self.state_shapes)
         ):
             if spec is None:
                 self._initial_weights.append(None)
@@ -278,12 +329,13 @@ class RecurrentModel(keras.layers.Layer):
                 )
             self._state_variables = [
                 self.add_weight(
-                    shape=(batch, *shape),
+                    shape=(batch, *slot.shape),
                     initializer="zeros",
+                    dtype=slot.dtype if not _loop.is_float(slot.dtype) else None,
                     trainable=False,
                     name=f"state_{i}",
                 )
-                for i, shape in enumerate(self._inner_shapes)
+                for i, slot in enumerate(self._slots())
             ]
             self.reset_states()
         self.built = True
@@ -297,15 +349,17 @@ class RecurrentModel(keras.layers.Layer):
         ):
             shapes = [shapes]
         shapes = [tuple(s) for s in shapes]
-        if len(shapes) != len(self._input_shapes):
+        graph = self._step_graph
+        expected = graph.input_shapes
+        if len(shapes) != len(expected):
             raise ValueError(
-                f"{self.name} has {len(self._input_shapes)} step inputs, so it "
-                f"is called on a list of {len(self._input_shapes)} "
+                f"{self.name} has {len(expected)} step inputs, so it "
+                f"is called on a list of {len(expected)} "
                 f"{'tensors' if self.decode else 'sequences'}. Received "
                 f"{len(shapes)} with shapes {shapes}"
             )
         lead = 1 if self.decode else 2
-        for i, (step, shape) in enumerate(zip(self._input_shapes, shapes)):
+        for i, (step, shape) in enumerate(zip(expected, shapes)):
             want = (None,) * lead + step
             if not shapes_compatible(want, shape):
                 name = "inputs" if len(shapes) == 1 else f"inputs[{i}]"
@@ -324,31 +378,32 @@ class RecurrentModel(keras.layers.Layer):
     def get_initial_state(self, batch_size) -> list:
         """The initial values of the states for a batch of `batch_size`."""
         values = []
-        for weight, shape in zip(
-            self._initial_weights or [None] * self.num_states, self._state_shapes
-        ):
+        weights = self._initial_weights or [None] * self.num_states
+        for weight, slot in zip(weights, self._slots()):
             if weight is None:
-                values.append(ops.zeros((batch_size, *shape), dtype=self.compute_dtype))
+                values.append(ops.zeros((batch_size, *slot.shape), dtype=slot.dtype))
             else:
                 values.append(
                     ops.broadcast_to(
-                        ops.cast(weight, self.compute_dtype)[None],
-                        (batch_size, *shape),
+                        ops.cast(weight, slot.dtype)[None], (batch_size, *slot.shape)
                     )
                 )
         return values
 
-    def _inner_initial_states(self, batch_size, states, readout):
-        inner = list(states)
-        if self.has_readout:
-            if readout is None:
-                readout = ops.zeros(
-                    (batch_size, *self._output_shape), dtype=self.compute_dtype
-                )
-            inner.append(readout)
-        if len(inner) < len(self._inner_shapes):
-            inner.append(ops.zeros((batch_size, 1), dtype=self.compute_dtype))
-        return inner
+    def _persistent_initial(self, batch_size, states, readout) -> list:
+        """Values of the persistent inner states: states, readout, placeholder."""
+        values = []
+        slots = self._slots()
+        states = list(states)
+        for slot in slots:
+            if slot.role == _loop.STATE:
+                value = states.pop(0)
+            elif slot.role == _loop.READOUT and readout is not None:
+                value = readout
+            else:
+                value = ops.zeros((batch_size, *slot.shape), dtype=slot.dtype)
+            values.append(ops.cast(value, slot.dtype))
+        return values
 
     def reset_states(self, states=None):
         """Resets the states of a stateful layer.
@@ -367,7 +422,7 @@ class RecurrentModel(keras.layers.Layer):
             return
         batch = self._state_variables[0].shape[0]
         if states is None:
-            values = self._inner_initial_states(
+            values = self._persistent_initial(
                 batch, self.get_initial_state(batch), None
             )
         else:
@@ -377,14 +432,14 @@ class RecurrentModel(keras.layers.Layer):
                     f"reset_states() expects {self.num_states} states. "
                     f"Received {len(states)}."
                 )
-            for i, (value, shape) in enumerate(zip(states, self._state_shapes)):
+            for i, (value, shape) in enumerate(zip(states, self.state_shapes)):
                 if tuple(ops.shape(value)) != (batch, *shape):
                     raise ValueError(
                         f"reset_states(): state {i} must have shape "
                         f"{(batch, *shape)} (batch size {batch}). Received: "
                         f"shape={tuple(ops.shape(value))}"
                     )
-            values = self._inner_initial_states(batch, states, None)
+            values = self._persistent_initial(batch, states, None)
         for variable, value in zip(self._state_variables, values):
             variable.assign(ops.cast(value, variable.dtype))
 
@@ -398,6 +453,9 @@ class RecurrentModel(keras.layers.Layer):
 
     def _check_call(self, inputs, initial_state, constants, ground_truth, training):
         xs = self._as_list(inputs)
+        self._ensure_step_graph(
+            [tuple(x.shape) for x in xs] if len(xs) > 1 else tuple(xs[0].shape)
+        )
         self._check_input_shapes([tuple(x.shape) for x in xs])
         states = self._as_list(initial_state)
         if initial_state is not None and len(states) != self.num_states:
@@ -406,14 +464,14 @@ class RecurrentModel(keras.layers.Layer):
                 f"{self.num_states} tensors (one per state). Received "
                 f"{len(states)}: {[tuple(s.shape) for s in states]}"
             )
-        for i, (state, shape) in enumerate(zip(states, self._state_shapes)):
+        for i, (state, shape) in enumerate(zip(states, self.state_shapes)):
             if not shapes_compatible((None, *shape), tuple(state.shape)):
                 raise ValueError(
                     f"Argument `initial_state[{i}]` must have shape "
                     f"{(None, *shape)}. Received: shape={tuple(state.shape)}"
                 )
         consts = self._as_list(constants)
-        num_constants = self._graph_counts["num_constants"]
+        num_constants = self._step_graph.layout.num_constants
         if len(consts) != num_constants:
             raise ValueError(
                 f"Argument `constants` of {self.name} must be a list of "
@@ -460,52 +518,61 @@ class RecurrentModel(keras.layers.Layer):
             )
         batch = ops.shape(xs[0])[0]
         if self.stateful and initial_state is None:
-            inner_states = [v.value for v in self._state_variables]
+            persistent = [v.value for v in self._state_variables]
             if initial_readout is not None and self.has_readout:
-                inner_states[self.num_states] = initial_readout
+                persistent[self.num_states] = initial_readout
         else:
             if not states:
                 states = self.get_initial_state(batch)
-            inner_states = self._inner_initial_states(batch, states, initial_readout)
+            persistent = self._persistent_initial(batch, states, initial_readout)
 
         teacher = bool(self.teacher_force) and bool(training)
-        parts = [] if self.decode else list(xs)
+        sampled = teacher and self.teacher_force < 1.0
+        mask = None if self.decode else _loop.combine_masks(mask)
+        graph = self._step_graph
+        plan = _loop.LoopPlan.create(
+            graph,
+            self.compute_dtype,
+            input_dtypes=[x.dtype for x in xs],
+            input_shapes=[tuple(x.shape[2:]) for x in xs],
+            teacher=teacher,
+            sampled=sampled,
+            masked=mask is not None,
+            decode=self.decode,
+            time=self.output_length if self.decode else None,
+            zero_output_for_mask=self.zero_output_for_mask,
+            go_backwards=self.go_backwards,
+        )
+        sequences = [] if self.decode else list(xs)
         if teacher:
-            truth = ops.cast(ground_truth, self.compute_dtype)
-            first = inner_states[self.num_states][:, None]
+            readout_dtype = plan.parts[plan.index(_loop.GROUND_TRUTH)[0]].dtype
+            truth = ops.cast(ground_truth, readout_dtype)
+            first = ops.cast(persistent[self.num_states], readout_dtype)[:, None]
             shifted = ops.concatenate([first, truth[:, :-1]], axis=1)
             if self.go_backwards:  # the loop reverses it again
                 shifted = ops.flip(shifted, axis=1)
-            parts.append(shifted)
-            if self.teacher_force < 1.0:
-                coins = (
+            sequences.append(shifted)
+            if sampled:
+                sequences.append(
                     keras.random.uniform(
                         ops.shape(truth)[:2], seed=self._seed_generator
                     )
                     < self.teacher_force
                 )
-                parts.append(ops.cast(coins, self.compute_dtype))
-        if isinstance(mask, (list, tuple)):
-            mask = next((m for m in mask if m is not None), None)
-        masked = mask is not None and not self.decode
-        if masked:  # the step applies the mask (the last packed part)
-            parts.append(ops.cast(mask, self.compute_dtype))
-            if not self.zero_output_for_mask:
-                previous = ops.zeros((batch, *self._output_shape), self.compute_dtype)
-                inner_states = [*inner_states, previous]
-        sequence, layout = self._pack(parts, batch)
+        if mask is not None:
+            sequences.append(mask)
+        sequence, side = plan.pack(sequences, batch)
 
-        rnn = self._loop.value
         # Fresh tensors: a Keras mask attached to a constant (e.g. encoder
         # outputs) means nothing inside one step.
-        rnn.cell.configure(
-            layout=layout,
-            captured_inputs=[ops.copy(x) for x in xs] if self.decode else None,
+        step = _loop.PlanStep(
+            plan,
+            self.step_model,
+            graph.layout,
             constants=[ops.copy(c) for c in consts],
-            teacher=teacher,
-            sampled=teacher and self.teacher_force < 1.0,
-            masked=masked,
-            zero_output_for_mask=self.zero_output_for_mask,
+            captured_inputs=[ops.copy(x) for x in xs] if self.decode else None,
+            side=side,
+            training=training,
         )
         step_layers = list(walk_layers(self.step_model))
         if training and keras.backend.backend() == "jax":
@@ -516,51 +583,46 @@ class RecurrentModel(keras.layers.Layer):
         for layer in sequence_layers:
             layer.begin_sequence(batch, training=bool(training))
         try:
-            output, *new_states = rnn(
-                sequence, initial_state=inner_states, training=training
+            output, inner = _loop.run(
+                plan,
+                step,
+                sequence,
+                plan.initial_states(persistent, batch),
+                {
+                    "return_sequences": self.return_sequences,
+                    "go_backwards": self.go_backwards,
+                    "unroll": self.unroll,
+                },
             )
         finally:
             for layer in sequence_layers:
                 layer.end_sequence()
-            rnn.cell.configure()
 
+        final = [
+            value
+            for slot, value in zip(plan.slots, inner)
+            if slot.role in _loop.PERSISTENT
+        ]
         if self.stateful:
-            for variable, value in zip(self._state_variables, new_states):
+            for variable, value in zip(self._state_variables, final):
                 variable.assign(ops.cast(value, variable.dtype))
         if self.return_state:
-            return [output, *new_states[: self.num_states]]
+            return [output, *final[: self.num_states]]
         return output
-
-    def _pack(self, parts, batch):
-        """Returns the loop's sequence tensor and how to unpack it."""
-        if not parts:  # decoding with nothing per step: a dummy sequence
-            return ops.zeros((batch, self.output_length, 1), self.compute_dtype), None
-        single = len(parts) == 1 and len(parts[0].shape) >= 3
-        if single:
-            return parts[0], None
-        shapes = [tuple(p.shape[2:]) for p in parts]
-        unknown = [i for i, s in enumerate(shapes) if any(d is None for d in s)]
-        if unknown:
-            raise ValueError(
-                "With several step inputs (or teacher forcing) every step "
-                "shape must be fully known. Received step shapes "
-                f"{shapes}"
-            )
-        dtypes = [p.dtype for p in parts]
-        layout = _loop.PackLayout(shapes, dtypes)
-        return layout.pack(parts, self.compute_dtype), layout
 
     # -- shapes and masks --------------------------------------------------
     def compute_output_shape(self, input_shape, initial_state_shape=None):
+        self._ensure_step_graph(input_shape)
         shapes = self._check_input_shapes(input_shape)
         batch = shapes[0][0]
         time = self.output_length if self.decode else shapes[0][1]
+        output_shape = self._step_graph.output_shape
         if self.return_sequences:
-            output_shape = (batch, time, *self._output_shape)
+            output_shape = (batch, time, *output_shape)
         else:
-            output_shape = (batch, *self._output_shape)
+            output_shape = (batch, *output_shape)
         if self.return_state:
-            return (output_shape, *[(batch, *s) for s in self._state_shapes])
+            return (output_shape, *[(batch, *s) for s in self.state_shapes])
         return output_shape
 
     def compute_output_spec(
@@ -576,14 +638,18 @@ class RecurrentModel(keras.layers.Layer):
         xs, _, _ = self._check_call(
             inputs, initial_state, constants, ground_truth, training
         )
-        shapes = self.compute_output_shape([tuple(x.shape) for x in xs])
+        shapes = self.compute_output_shape(
+            [tuple(x.shape) for x in xs] if len(xs) > 1 else tuple(xs[0].shape)
+        )
+        graph = self._step_graph
+        output_dtype = _loop.loop_dtype(graph.output_dtype, self.compute_dtype)
         if self.return_state:
-            return [keras.KerasTensor(s, dtype=self.compute_dtype) for s in shapes]
-        return keras.KerasTensor(shapes, dtype=self.compute_dtype)
+            dtypes = [output_dtype] + [slot.dtype for slot in self._slots()]
+            return [keras.KerasTensor(s, dtype=d) for s, d in zip(shapes, dtypes)]
+        return keras.KerasTensor(shapes, dtype=output_dtype)
 
     def compute_mask(self, inputs, mask=None):
-        if isinstance(mask, (list, tuple)):
-            mask = next((m for m in mask if m is not None), None)
+        mask = _loop.combine_masks(mask)
         output_mask = mask if self.return_sequences and not self.decode else None
         if self.return_state:
             return [output_mask] + [None] * self.num_states
@@ -610,15 +676,22 @@ class RecurrentModel(keras.layers.Layer):
             lead = (None,) if self.decode else (None, None)
             shapes = [(*lead, *tuple(x.shape[1:])) for x in xs]
             self.build(shapes if len(shapes) > 1 else shapes[0])
+        slots = self._slots()
         states = self._as_list(states) or self.get_initial_state(batch)
-        states = [ops.convert_to_tensor(s, self.compute_dtype) for s in states]
+        states = [
+            ops.cast(ops.convert_to_tensor(s), slot.dtype)
+            for s, slot in zip(states, slots)
+        ]
         consts = [ops.convert_to_tensor(c) for c in self._as_list(constants)]
-        model_inputs = [*xs, *states, *consts]
         if self.has_readout:
+            slot = slots[self.num_states]
             if readout is None:
-                readout = ops.zeros((batch, *self._output_shape), self.compute_dtype)
-            model_inputs.append(ops.convert_to_tensor(readout, self.compute_dtype))
-        outputs = call_step_model(self.step_model, model_inputs, training)
+                readout = ops.zeros((batch, *slot.shape), slot.dtype)
+            readout = ops.cast(ops.convert_to_tensor(readout), slot.dtype)
+        layout = self._step_graph.layout
+        outputs = call_step_model(
+            self.step_model, layout.join(xs, states, consts, readout), training
+        )
         return outputs[0], list(outputs[1:])
 
     def summary(self, **kwargs):
@@ -633,28 +706,21 @@ class RecurrentModel(keras.layers.Layer):
             )
         return self.step_model.summary(**kwargs)
 
-    def get_cell(self):
+    def get_cell(self) -> GraphCell:
         """Returns an `RNNCell` running one step of this graph (shared weights).
 
         The cell is called on `[*inputs, *states, *constants]`; with a
         readout, the previous output is an extra last state.
         """
-        from cellgraph.cell import GraphCell
-
-        return GraphCell(self.step_model, **self._graph_counts)
+        if self._step_graph is None:
+            raise ValueError(
+                f"{self.name}.get_cell() needs the step graph, which is built "
+                "at the first call (the input shape is known then): call the "
+                "layer once first."
+            )
+        return GraphCell(self.step_model, self._step_graph.layout)
 
     # -- serialization -----------------------------------------------------
-    def _loop_config(self) -> dict:
-        """The Keras RNN arguments' config entries (shared by subclasses)."""
-        return {
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "go_backwards": self.go_backwards,
-            "stateful": self.stateful,
-            "unroll": self.unroll,
-            "zero_output_for_mask": self.zero_output_for_mask,
-        }
-
     def _options_config(self) -> dict:
         """Config entries of the options every step-graph layer takes."""
         return {
@@ -664,19 +730,27 @@ class RecurrentModel(keras.layers.Layer):
             "state_initializer": _options.serialize_initializers(
                 self.state_initializer
             ),
-            **self._loop_config(),
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
+        }
+
+    def _step_graph_config(self) -> dict:
+        """Config entries that describe the step graph (builders: their parts)."""
+        graph = self._step_graph
+        return {
+            "step_model": keras.saving.serialize_keras_object(self.step_model),
+            **graph.layout.get_config(),
+            "multi_input": graph.multi_input,
         }
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "step_model": keras.saving.serialize_keras_object(self.step_model),
-                **self._graph_counts,
-                "multi_input": self._multi_input,
-                **self._options_config(),
-            }
-        )
+        config.update(self._options_config())
+        config.update(self._step_graph_config())
         return config
 
     @classmethod
@@ -685,21 +759,17 @@ class RecurrentModel(keras.layers.Layer):
         model = keras.saving.deserialize_keras_object(
             config.pop("step_model"), custom_objects=custom_objects
         )
-        counts = {
-            key: config.pop(key)
-            for key in ("num_inputs", "num_states", "num_constants", "has_readout")
-        }
-        multi_input = config.pop("multi_input")
-        graph = StepGraph.from_model(model, **counts)
+        layout = GraphLayout(
+            **{
+                key: config.pop(key)
+                for key in ("num_inputs", "num_states", "num_constants", "has_readout")
+            }
+        )
+        graph = StepGraph.from_model(model, layout, config.pop("multi_input"))
         config["state_initializer"] = _options.deserialize_initializers(
             config["state_initializer"]
         )
-        return cls(
-            input=graph.inputs if multi_input else graph.inputs[0],
-            output=graph.output,
-            _graph=graph,
-            **config,
-        )
+        return cls.from_step_graph(graph, **config)
 
 
 def _refuse_per_step_randomness(name, step_layers):
@@ -717,3 +787,108 @@ def _refuse_per_step_randomness(name, step_layers):
                 "outside the RecurrentModel, or use the TensorFlow or PyTorch "
                 "backend."
             )
+
+
+@keras.saving.register_keras_serializable(package="cellgraph")
+class GraphCell(RNNCell):
+    """An `RNNCell` running one step of a `RecurrentModel`'s step graph.
+
+    Made by `RecurrentModel.get_cell()`; it shares the step graph's layers
+    (and so its weights). It is called on `[*inputs, *states, *constants]`
+    and returns `[output, *new_states]`; with a readout, the previous output
+    is an extra last state.
+
+    Args:
+        step_model: the one-step model, inputs ordered as `layout` says.
+        layout: a `GraphLayout` (or its config dict).
+        **kwargs: `RNNCell` keyword arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    ```python
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    h_t = keras.layers.Dense(4, activation="tanh")(
+        keras.layers.Concatenate()([x_t, h_tm1]))
+    rnn = cellgraph.RecurrentModel(
+        input=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t])
+    cell = rnn.get_cell()
+    out, h = cell([np.zeros((2, 3), "float32"), np.zeros((2, 4), "float32")])
+    ```
+    """
+
+    def __init__(self, step_model, layout=None, **kwargs):
+        if isinstance(step_model, dict):
+            step_model = keras.saving.deserialize_keras_object(step_model)
+        counts = {
+            key: kwargs.pop(key)
+            for key in ("num_inputs", "num_states", "num_constants", "has_readout")
+            if key in kwargs
+        }
+        if layout is None:
+            layout = GraphLayout(**counts)
+        elif isinstance(layout, dict):
+            layout = GraphLayout(**layout)
+        graph = StepGraph.from_model(step_model, layout)
+        kwargs.setdefault("input_dim", None)
+        super().__init__(**kwargs)
+        self.model = step_model
+        self.layout = layout
+        self._input_shapes = graph.input_shapes
+        shapes = graph.state_shapes
+        if layout.has_readout:
+            shapes = shapes + [graph.output_shape]
+        self._cell_state_shapes = shapes
+        self._constant_shapes = graph.constant_shapes
+
+    @property
+    def state_shape(self):
+        return list(self._cell_state_shapes)
+
+    @property
+    def input_shape_hint(self):
+        return self._input_shapes[0] if len(self._input_shapes) == 1 else None
+
+    def build(self, input_shape):
+        expected = [
+            *self._input_shapes,
+            *self._cell_state_shapes,
+            *self._constant_shapes,
+        ]
+        shapes = list(input_shape) if isinstance(input_shape, (list, tuple)) else []
+        if len(shapes) != len(expected) or not all(
+            shapes_compatible((None, *want), tuple(got))
+            for want, got in zip(expected, shapes)
+        ):
+            raise ValueError(
+                f"{self.name} is called on [*inputs, *states, *constants] with "
+                f"shapes {[(None, *s) for s in expected]}. Received: {shapes}"
+            )
+        self.built = True
+
+    def _model_inputs(self, inputs):
+        """Cell order `[*inputs, *states, (readout), *constants]` to the model's."""
+        inputs = list(inputs)
+        layout = self.layout
+        a = layout.num_inputs
+        b = a + layout.num_states + int(layout.has_readout)
+        states = inputs[a:b]
+        readout = states.pop() if layout.has_readout else None
+        return layout.join(inputs[:a], states, inputs[b:], readout)
+
+    def call(self, inputs, training=None):
+        outputs = call_step_model(self.model, self._model_inputs(inputs), training)
+        if self.layout.has_readout:
+            outputs.append(outputs[0])
+        return outputs
+
+    def compute_output_spec(self, inputs, training=None):
+        outputs = call_step_model(self.model, self._model_inputs(inputs), spec=True)
+        if self.layout.has_readout:
+            outputs.append(outputs[0])
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config["step_model"] = keras.saving.serialize_keras_object(self.model)
+        config.update(self.layout.get_config())
+        return config

@@ -42,7 +42,10 @@ class RecurrentSequential(RecurrentModel):
         readout: `False`, or how the stack's previous output is combined with
             the step input before the first layer: `"add"`, `"mul"`, `"avg"`
             or `"max"`. The output and the step input must have the same shape.
-        readout_activation: activation applied after the readout combination.
+        readout_activation: activation applied to the fed-back output before
+            it is combined with the step input, `merge(x_t, act(y_tm1))`
+            (Recurrent Shop's order); under teacher forcing the ground truth
+            takes the same path.
         teacher_force: as in `RecurrentModel` (needs a `readout`).
         decode: as in `RecurrentModel`.
         output_length: as in `RecurrentModel`.
@@ -79,7 +82,7 @@ class RecurrentSequential(RecurrentModel):
         decode: bool = False,
         output_length: int | None = None,
         state_initializer=None,
-        return_sequences: bool = False,
+        return_sequences: bool | None = None,
         return_state: bool = False,
         go_backwards: bool = False,
         stateful: bool = False,
@@ -88,7 +91,19 @@ class RecurrentSequential(RecurrentModel):
         layers=None,
         **kwargs,
     ):
-        keras.layers.Layer.__init__(self, **kwargs)
+        super().__init__(
+            teacher_force=teacher_force,
+            decode=decode,
+            output_length=output_length,
+            state_initializer=state_initializer,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            **kwargs,
+        )
         if not isinstance(state_sync, bool):
             raise TypeError(
                 "Argument `state_sync` must be True or False. Received: "
@@ -100,7 +115,7 @@ class RecurrentSequential(RecurrentModel):
                 "Argument `readout` must be False or one of "
                 f"{sorted(_READOUT_MERGES)}. Received: readout={readout!r}"
             )
-        if teacher_force and not readout:
+        if self.teacher_force and not readout:
             raise ValueError(
                 "Teacher forcing feeds the ground truth through the readout: "
                 "set `readout` to 'add', 'mul', 'avg' or 'max'. Received: "
@@ -109,19 +124,6 @@ class RecurrentSequential(RecurrentModel):
         self.state_sync = bool(state_sync)
         self.readout = readout or False
         self.readout_activation = keras.activations.get(readout_activation)
-        self._set_options(
-            teacher_force=teacher_force,
-            decode=decode,
-            output_length=output_length,
-            state_initializer=state_initializer,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            zero_output_for_mask=zero_output_for_mask,
-        )
-        self.step_model = None
         self.stack = []
         for layer in layers or []:
             self.add(layer)
@@ -171,8 +173,8 @@ class RecurrentSequential(RecurrentModel):
 
     @property
     def state_shapes(self) -> list[tuple]:
-        if self.step_model is not None:
-            return list(self._state_shapes)
+        if self.step_graph is not None:
+            return list(self.step_graph.state_shapes)
         if self.state_sync:
             return list(self.cells[0].state_shape) if self.cells else []
         return [shape for cell in self.cells for shape in cell.state_shape]
@@ -181,7 +183,9 @@ class RecurrentSequential(RecurrentModel):
     def has_readout(self) -> bool:
         return bool(self.readout)
 
-    def _make_graph(self, step_shape: tuple) -> StepGraph:
+    def build_step_graph(self, input_shape) -> StepGraph:
+        """Builds the step graph of the stack for the call's input shape."""
+        step_shape = self._step_shape_from(input_shape)
         if not self.stack:
             raise ValueError(
                 f"{self.name} has no layers: add() cells and layers first."
@@ -191,9 +195,10 @@ class RecurrentSequential(RecurrentModel):
         h = x_t
         if self.readout:
             readout_input = keras.Input(step_shape, name="readout_tm1")
-            h = _READOUT_MERGES[self.readout]()([x_t, readout_input])
+            fed_back = readout_input
             if self.readout_activation is not keras.activations.linear:
-                h = layers.Activation(self.readout_activation)(h)
+                fed_back = layers.Activation(self.readout_activation)(fed_back)
+            h = _READOUT_MERGES[self.readout]()([x_t, fed_back])
         initial_states, final_states = [], []
         if self.state_sync and self.cells:
             initial_states = [
@@ -250,18 +255,6 @@ class RecurrentSequential(RecurrentModel):
             )
         return shape[lead:]
 
-    def _ensure_graph(self, step_shape):
-        if self.step_model is None:
-            self._set_graph(self._make_graph(tuple(step_shape)), multi_input=False)
-
-    def build(self, input_shape):
-        self._ensure_graph(self._step_shape_from(input_shape))
-        super().build(input_shape)
-
-    def compute_output_shape(self, input_shape, initial_state_shape=None):
-        self._ensure_graph(self._step_shape_from(input_shape))
-        return super().compute_output_shape(input_shape, initial_state_shape)
-
     def get_cell(self):
         if self.step_model is None:
             hint = (
@@ -275,26 +268,20 @@ class RecurrentSequential(RecurrentModel):
                     "the first cell `input_dim=...` or call the layer once. "
                     f"Received a first layer {self.stack[0].name!r} without it."
                 )
-            self._ensure_graph(hint)
+            lead = (None,) if self.decode else (None, None)
+            self._ensure_step_graph((*lead, *hint))
         return super().get_cell()
 
     # -- serialization --------------------------------------------------------
-    def get_config(self):
-        config = keras.layers.Layer.get_config(self)
-        config.update(
-            {
-                "layers": [
-                    keras.saving.serialize_keras_object(layer) for layer in self.stack
-                ],
-                "state_sync": self.state_sync,
-                "readout": self.readout,
-                "readout_activation": keras.activations.serialize(
-                    self.readout_activation
-                ),
-                **self._options_config(),
-            }
-        )
-        return config
+    def _step_graph_config(self) -> dict:
+        return {
+            "layers": [
+                keras.saving.serialize_keras_object(layer) for layer in self.stack
+            ],
+            "state_sync": self.state_sync,
+            "readout": self.readout,
+            "readout_activation": keras.activations.serialize(self.readout_activation),
+        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 import keras
@@ -59,6 +60,76 @@ def _step_shape(tensor) -> tuple:
     return tuple(tensor.shape[1:])
 
 
+@dataclasses.dataclass(frozen=True)
+class GraphLayout:
+    """Where each role sits in the input list of a one-step model.
+
+    A step model takes `[*inputs, *states, *constants, (readout)]`; this
+    small type owns that order, so no caller counts positions by hand.
+
+    Args:
+        num_inputs: number of step inputs (at least 1).
+        num_states: number of states.
+        num_constants: number of constants.
+        has_readout: whether the last input receives the previous output.
+    """
+
+    num_inputs: int
+    num_states: int = 0
+    num_constants: int = 0
+    has_readout: bool = False
+
+    @property
+    def size(self) -> int:
+        """Length of the step model's input list."""
+        return (
+            self.num_inputs
+            + self.num_states
+            + self.num_constants
+            + int(self.has_readout)
+        )
+
+    @property
+    def roles(self) -> list[str]:
+        """The role of each position: "input", "state", "constant", "readout"."""
+        return (
+            ["input"] * self.num_inputs
+            + ["state"] * self.num_states
+            + ["constant"] * self.num_constants
+            + ["readout"] * int(self.has_readout)
+        )
+
+    def split(self, items) -> tuple[list, list, list, object]:
+        """Splits a list in this order into `(inputs, states, constants, readout)`.
+
+        `readout` is `None` without a readout input.
+        """
+        items = list(items)
+        if len(items) != self.size:
+            raise ValueError(
+                f"Expected {self.size} items for {self}. Received {len(items)}."
+            )
+        a = self.num_inputs
+        b = a + self.num_states
+        c = b + self.num_constants
+        readout = items[c] if self.has_readout else None
+        return items[:a], items[a:b], items[b:c], readout
+
+    def join(self, inputs, states, constants, readout=None) -> list:
+        """The inverse of `split`: one list in the step model's input order."""
+        items = [*inputs, *states, *constants]
+        if self.has_readout:
+            items.append(readout)
+        if len(items) != self.size:
+            raise ValueError(
+                f"Expected {self.size} items for {self}. Received {len(items)}."
+            )
+        return items
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 class StepGraph:
     """A validated one-timestep graph with its roles.
 
@@ -89,6 +160,7 @@ class StepGraph:
         model: keras.Model | None = None,
     ):
         self.inputs = tensor_list(inputs, "input", allow_empty=False)
+        self.multi_input = isinstance(inputs, (list, tuple))
         outputs = tensor_list(output, "output", allow_empty=False)
         if len(outputs) != 1:
             raise ValueError(
@@ -222,50 +294,61 @@ class StepGraph:
         return _step_shape(self.output)
 
     @property
-    def counts(self) -> dict:
-        return {
-            "num_inputs": len(self.inputs),
-            "num_states": len(self.initial_states),
-            "num_constants": len(self.constants),
-            "has_readout": self.readout_input is not None,
-        }
+    def output_dtype(self) -> str:
+        return self.output.dtype
+
+    @property
+    def state_dtypes(self) -> list[str]:
+        return [t.dtype for t in self.initial_states]
+
+    @property
+    def layout(self) -> GraphLayout:
+        """Where each role sits in `model`'s input list."""
+        return GraphLayout(
+            num_inputs=len(self.inputs),
+            num_states=len(self.initial_states),
+            num_constants=len(self.constants),
+            has_readout=self.readout_input is not None,
+        )
 
     @classmethod
     def from_model(
         cls,
         model: keras.Model,
-        num_inputs: int,
-        num_states: int,
-        num_constants: int = 0,
-        has_readout: bool = False,
+        layout: GraphLayout,
+        multi_input: bool | None = None,
     ) -> StepGraph:
-        """Rebuilds the roles of a one-step model saved with `counts`."""
+        """Rebuilds the roles of a one-step model from its `layout`.
+
+        Args:
+            model: a functional `keras.Model` whose inputs follow `layout`
+                and whose outputs are `[output, *final_states]`.
+            layout: a `GraphLayout`.
+            multi_input: whether the sequence layer takes a list of inputs;
+                default: when there are several step inputs.
+        """
         if not isinstance(model, keras.Model):
             raise TypeError(
                 "Argument `step_model` must be a functional keras.Model (the "
                 f"one-step graph). Received: {type(model).__name__} {model!r}"
             )
         ins, outs = list(model.inputs), list(model.outputs)
-        expected = num_inputs + num_states + num_constants + int(has_readout)
-        if len(ins) != expected or len(outs) != 1 + num_states:
+        if len(ins) != layout.size or len(outs) != 1 + layout.num_states:
             raise ValueError(
                 f"The step model has {len(ins)} inputs and {len(outs)} outputs; "
-                f"expected {expected} inputs and {1 + num_states} outputs for "
-                f"num_inputs={num_inputs}, num_states={num_states}, "
-                f"num_constants={num_constants}, has_readout={has_readout}"
+                f"expected {layout.size} inputs and {1 + layout.num_states} "
+                f"outputs for {layout}"
             )
-        a, b, c = (
-            num_inputs,
-            num_inputs + num_states,
-            num_inputs + num_states + num_constants,
-        )
+        inputs, states, constants, readout = layout.split(ins)
+        if multi_input is None:
+            multi_input = len(inputs) > 1
         return cls(
-            inputs=ins[:a],
+            inputs=inputs if multi_input else inputs[0],
             output=outs[0],
-            initial_states=ins[a:b],
+            initial_states=states,
             final_states=outs[1:],
-            constants=ins[b:c],
-            readout_input=ins[c] if has_readout else None,
+            constants=constants,
+            readout_input=readout,
             model=model,
         )
 

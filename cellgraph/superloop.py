@@ -160,9 +160,14 @@ class Superloop(RecurrentModel):
         zero_output_for_mask: bool = False,
         **kwargs,
     ):
-        keras.layers.Layer.__init__(self, **kwargs)
-        self.cell_class = _cell_class(cell)
-        self.cell = cell.lower() if isinstance(cell, str) else self.cell_class
+        unknown = sorted({"teacher_force", "decode", "output_length"} & set(kwargs))
+        if unknown:
+            raise TypeError(
+                f"Superloop does not take {unknown}: it has no readout to "
+                "teacher-force, and `timesteps` sets the number of steps of a "
+                "Superloop without per-step input. Received: "
+                f"{ {key: kwargs[key] for key in unknown} }"
+            )
         _check_int("layers", layers, minimum=1)
         _check_int("units", units, minimum=1)
         _check_int("outputs", outputs, minimum=0)
@@ -175,6 +180,20 @@ class Superloop(RecurrentModel):
                     "`timesteps` (some output must remain). Received: "
                     f"suppress_output={suppress_output}, timesteps={timesteps}"
                 )
+        super().__init__(
+            decode=timesteps is not None,
+            output_length=timesteps,
+            state_initializer=state_initializer,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            **kwargs,
+        )
+        self.cell_class = _cell_class(cell)
+        self.cell = cell.lower() if isinstance(cell, str) else self.cell_class
         self.num_layers = layers
         self.units = units
         self.outputs = outputs
@@ -191,19 +210,6 @@ class Superloop(RecurrentModel):
                 f"{[type(s).__name__ for s in self.systems]}. Give a system "
                 "with constants, or use timesteps=None and a per-step input."
             )
-        self._state_initializer_arg = state_initializer
-        self._set_options(
-            teacher_force=False,
-            decode=timesteps is not None,
-            output_length=timesteps,
-            state_initializer=state_initializer,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            zero_output_for_mask=zero_output_for_mask,
-        )
         prefix = _cell_prefix(self.cell_class)
         self.cells = []
         for i in range(layers):
@@ -217,7 +223,6 @@ class Superloop(RecurrentModel):
         self.output_layer = (
             keras.layers.Dense(outputs, name="output") if outputs else None
         )
-        self.step_model = None
 
     # -- states ------------------------------------------------------------
     @property
@@ -239,8 +244,8 @@ class Superloop(RecurrentModel):
 
     @property
     def state_shapes(self) -> list[tuple]:
-        if self.step_model is not None:
-            return list(self._state_shapes)
+        if self.step_graph is not None:
+            return list(self.step_graph.state_shapes)
         shapes = [tuple(s) for cell in self.cells for s in cell.state_shape]
         for system in self.systems:
             shapes.append((system.read_size,))
@@ -255,14 +260,19 @@ class Superloop(RecurrentModel):
     def has_readout(self) -> bool:
         return False
 
-    def _default_state_initializer(self) -> list:
+    def _expand_state_initializer(self, num_states) -> list:
+        if self.state_initializer is not None:
+            return super()._expand_state_initializer(num_states)
+        # By default the systems' own initial states (e.g. an addressable
+        # memory's heads start on the first slot); the cells' start at zeros.
         initializers = [None] * sum(len(cell.state_shape) for cell in self.cells)
         for system in self.systems:
             initializers += [None, *system.state_initializers()]
         return initializers
 
     # -- the step graph ----------------------------------------------------
-    def _make_graph(self, input_shape) -> StepGraph:
+    def build_step_graph(self, input_shape) -> StepGraph:
+        """Builds `concat(x_t, reads_tm1) -> cells -> head ; systems`."""
         constants = [c for s in self.systems for c in s.constant_inputs()]
         system_constants, start = [], 0
         for system in self.systems:
@@ -278,7 +288,8 @@ class Superloop(RecurrentModel):
             inputs, graph_constants = x_t, constants
         else:
             features = reads_tm1
-            inputs, graph_constants = constants, []
+            inputs = constants if len(constants) > 1 else constants[0]
+            graph_constants = []
         h = (
             features[0]
             if len(features) == 1
@@ -323,21 +334,6 @@ class Superloop(RecurrentModel):
                 f"features) with known features. Received: shape={shape}"
             )
         return shape[2:]
-
-    def _ensure_graph(self, input_shape):
-        if self.step_model is not None:
-            return
-        graph = self._make_graph(input_shape)
-        if self._state_initializer_arg is None:
-            self.state_initializer = self._default_state_initializer()
-        else:
-            self.state_initializer = self._state_initializer_arg
-        multi_input = self.timesteps is not None and len(graph.inputs) > 1
-        self._set_graph(graph, multi_input=multi_input)
-
-    def build(self, input_shape):
-        self._ensure_graph(input_shape)
-        super().build(input_shape)
 
     # -- the call ------------------------------------------------------------
     def call(
@@ -385,7 +381,6 @@ class Superloop(RecurrentModel):
             )
 
     def compute_output_shape(self, input_shape, initial_state_shape=None):
-        self._ensure_graph(input_shape)
         shapes = super().compute_output_shape(input_shape, initial_state_shape)
         if not (self.suppress_output and self.return_sequences):
             return shapes
@@ -465,29 +460,26 @@ class Superloop(RecurrentModel):
         }
 
     # -- serialization ---------------------------------------------------
-    def get_config(self):
-        config = keras.layers.Layer.get_config(self)
-        config.update(
-            {
-                "cell": self.cell
-                if isinstance(self.cell, str)
-                else keras.saving.get_registered_name(self.cell_class),
-                "layers": self.num_layers,
-                "units": self.units,
-                "systems": [
-                    keras.saving.serialize_keras_object(system)
-                    for system in self.systems
-                ],
-                "outputs": self.outputs,
-                "suppress_output": self.suppress_output,
-                "timesteps": self.timesteps,
-                "state_initializer": _options.serialize_initializers(
-                    self._state_initializer_arg
-                ),
-                **self._loop_config(),
-            }
-        )
+    def _options_config(self) -> dict:
+        config = super()._options_config()
+        for key in ("teacher_force", "decode", "output_length"):
+            del config[key]  # set by `timesteps`
         return config
+
+    def _step_graph_config(self) -> dict:
+        return {
+            "cell": self.cell
+            if isinstance(self.cell, str)
+            else keras.saving.get_registered_name(self.cell_class),
+            "layers": self.num_layers,
+            "units": self.units,
+            "systems": [
+                keras.saving.serialize_keras_object(system) for system in self.systems
+            ],
+            "outputs": self.outputs,
+            "suppress_output": self.suppress_output,
+            "timesteps": self.timesteps,
+        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -73,7 +73,8 @@ def test_readout_modes(rng, mode, op):
     state = np.zeros((2, 3), "float32")
     previous = np.zeros((2, 3), "float32")
     for t in range(4):
-        combined = np.tanh(op(x[:, t], previous))
+        # Recurrent Shop's order: the activation acts on the fed-back output.
+        combined = op(x[:, t], np.tanh(previous))
         previous, state = (np.asarray(v) for v in cell([combined, state]))
         np.testing.assert_allclose(y[:, t], previous, rtol=1e-5, atol=1e-6)
 

@@ -102,7 +102,8 @@ class Attention(System):
 
     def weights_at(self, position):
         """The read weights `(batch, N)` for positions `(batch, 1)`."""
-        indices = ops.arange(self.datapoints, dtype=position.dtype)
+        # TF has no float16 `range`: count in float32, then cast.
+        indices = ops.cast(ops.arange(self.datapoints, dtype="float32"), position.dtype)
         distance = indices[None, :] - position
         if self.kernel == "inverse_square":
             return 1.0 / (1.0 + distance * distance)
