@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph import _loop, _options, backend
+from cellgraph import _checks, _loop, _options, backend
 from cellgraph.cell import RNNCell
 from cellgraph.step_graph import (
     GraphLayout,
@@ -341,38 +341,7 @@ class RecurrentModel(keras.layers.Layer):
         self.built = True
 
     def _check_input_shapes(self, input_shape):
-        shapes = input_shape
-        if not (
-            isinstance(shapes, (list, tuple))
-            and shapes
-            and isinstance(shapes[0], (list, tuple))
-        ):
-            shapes = [shapes]
-        shapes = [tuple(s) for s in shapes]
-        graph = self._step_graph
-        expected = graph.input_shapes
-        if len(shapes) != len(expected):
-            raise ValueError(
-                f"{self.name} has {len(expected)} step inputs, so it "
-                f"is called on a list of {len(expected)} "
-                f"{'tensors' if self.decode else 'sequences'}. Received "
-                f"{len(shapes)} with shapes {shapes}"
-            )
-        lead = 1 if self.decode else 2
-        for i, (step, shape) in enumerate(zip(expected, shapes)):
-            want = (None,) * lead + step
-            if not shapes_compatible(want, shape):
-                name = "inputs" if len(shapes) == 1 else f"inputs[{i}]"
-                layout = (
-                    "(batch, *step_shape)"
-                    if self.decode
-                    else ("(batch, time, *step_shape)")
-                )
-                raise ValueError(
-                    f"Argument `{name}` of {self.name} must have shape "
-                    f"{layout} = {want}. Received: shape={shape}"
-                )
-        return shapes
+        return _checks.input_shapes(self, input_shape)
 
     # -- states -------------------------------------------------------------
     def get_initial_state(self, batch_size) -> list:
@@ -447,53 +416,7 @@ class RecurrentModel(keras.layers.Layer):
 
     # -- the call ------------------------------------------------------------------
     def _as_list(self, value):
-        if value is None:
-            return []
-        return list(value) if isinstance(value, (list, tuple)) else [value]
-
-    def _check_call(self, inputs, initial_state, constants, ground_truth, training):
-        xs = self._as_list(inputs)
-        self._ensure_step_graph(
-            [tuple(x.shape) for x in xs] if len(xs) > 1 else tuple(xs[0].shape)
-        )
-        self._check_input_shapes([tuple(x.shape) for x in xs])
-        states = self._as_list(initial_state)
-        if initial_state is not None and len(states) != self.num_states:
-            raise ValueError(
-                f"Argument `initial_state` of {self.name} must be a list of "
-                f"{self.num_states} tensors (one per state). Received "
-                f"{len(states)}: {[tuple(s.shape) for s in states]}"
-            )
-        for i, (state, shape) in enumerate(zip(states, self.state_shapes)):
-            if not shapes_compatible((None, *shape), tuple(state.shape)):
-                raise ValueError(
-                    f"Argument `initial_state[{i}]` must have shape "
-                    f"{(None, *shape)}. Received: shape={tuple(state.shape)}"
-                )
-        consts = self._as_list(constants)
-        num_constants = self._step_graph.layout.num_constants
-        if len(consts) != num_constants:
-            raise ValueError(
-                f"Argument `constants` of {self.name} must be a list of "
-                f"{num_constants} tensors. Received {len(consts)}."
-            )
-        if self.stateful and self._state_variables:
-            batch = self._state_variables[0].shape[0]
-            got = xs[0].shape[0]
-            if got is not None and got != batch:
-                raise ValueError(
-                    f"A stateful RecurrentModel keeps states for a batch size "
-                    f"of {batch}. Received inputs with batch size {got}. Use "
-                    "a fixed batch size (and `drop_remainder`) or rebuild the "
-                    "layer."
-                )
-        if self.teacher_force and training and ground_truth is None:
-            raise ValueError(
-                f"{self.name} uses teacher forcing: in training, pass "
-                "`ground_truth=` (the targets, aligned with the outputs). "
-                "Received: ground_truth=None"
-            )
-        return xs, states, consts
+        return _checks.as_list(value)
 
     def call(
         self,
@@ -505,8 +428,16 @@ class RecurrentModel(keras.layers.Layer):
         mask=None,
         training=None,
     ):
-        xs, states, consts = self._check_call(
-            inputs, initial_state, constants, ground_truth, training
+        self._ensure_step_graph(_call_shape(inputs))
+        xs, states, consts = _checks.call_arguments(
+            self,
+            inputs,
+            initial_state=initial_state,
+            initial_readout=initial_readout,
+            ground_truth=ground_truth,
+            constants=constants,
+            mask=mask,
+            training=training,
         )
         if self.stateful and self._state_variables and xs[0].shape[0] is None:
             expected = self._state_variables[0].shape[0]
@@ -635,8 +566,16 @@ class RecurrentModel(keras.layers.Layer):
         mask=None,
         training=None,
     ):
-        xs, _, _ = self._check_call(
-            inputs, initial_state, constants, ground_truth, training
+        self._ensure_step_graph(_call_shape(inputs))
+        xs, _, _ = _checks.call_arguments(
+            self,
+            inputs,
+            initial_state=initial_state,
+            initial_readout=initial_readout,
+            ground_truth=ground_truth,
+            constants=constants,
+            mask=mask,
+            training=training,
         )
         shapes = self.compute_output_shape(
             [tuple(x.shape) for x in xs] if len(xs) > 1 else tuple(xs[0].shape)
@@ -677,12 +616,13 @@ class RecurrentModel(keras.layers.Layer):
             shapes = [(*lead, *tuple(x.shape[1:])) for x in xs]
             self.build(shapes if len(shapes) > 1 else shapes[0])
         slots = self._slots()
-        states = self._as_list(states) or self.get_initial_state(batch)
-        states = [
-            ops.cast(ops.convert_to_tensor(s), slot.dtype)
-            for s, slot in zip(states, slots)
-        ]
+        states = [ops.convert_to_tensor(s) for s in self._as_list(states)]
         consts = [ops.convert_to_tensor(c) for c in self._as_list(constants)]
+        _checks.step_arguments(self, xs, states, consts)
+        states = [
+            ops.cast(s, slot.dtype)
+            for s, slot in zip(states or self.get_initial_state(batch), slots)
+        ]
         if self.has_readout:
             slot = slots[self.num_states]
             if readout is None:
@@ -721,6 +661,27 @@ class RecurrentModel(keras.layers.Layer):
         return GraphCell(self.step_model, self._step_graph.layout)
 
     # -- serialization -----------------------------------------------------
+    _SEED_KEY = "sampling_seed_state"
+
+    def save_own_variables(self, store):
+        """Saves the variables, and the scheduled-sampling seed's state.
+
+        Keras does not save a `SeedGenerator`'s state with the layer's own
+        variables; without it, training resumed from a file would draw other
+        coins than the uninterrupted run.
+        """
+        super().save_own_variables(store)
+        if self._seed_generator is not None:
+            store[self._SEED_KEY] = ops.convert_to_numpy(self._seed_generator.state)
+
+    def load_own_variables(self, store):
+        if self._SEED_KEY in store.keys():
+            seed_state = store[self._SEED_KEY]
+            if self._seed_generator is not None:
+                self._seed_generator.state.assign(seed_state)
+            store = {k: store[k] for k in store.keys() if k != self._SEED_KEY}
+        super().load_own_variables(store)
+
     def _options_config(self) -> dict:
         """Config entries of the options every step-graph layer takes."""
         return {
@@ -770,6 +731,14 @@ class RecurrentModel(keras.layers.Layer):
             config["state_initializer"]
         )
         return cls.from_step_graph(graph, **config)
+
+
+def _call_shape(inputs):
+    """The input shape of a call (a list of shapes for several inputs)."""
+    xs = _checks.as_list(inputs)
+    if len(xs) == 1:
+        return tuple(xs[0].shape)
+    return [tuple(x.shape) for x in xs]
 
 
 def _refuse_per_step_randomness(name, step_layers):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph import _options
+from cellgraph import _options, backend
 from cellgraph._superloop_config import superloop_arguments
 from cellgraph.cell import RNNCell
 from cellgraph.cells import GRUCell, LSTMCell, SGUCell
@@ -345,6 +345,8 @@ class Superloop(RecurrentModel):
         training=None,
     ):
         self._check_constants(constants)
+        if self.suppress_output and self.timesteps is None:
+            inputs = self._check_enough_steps(inputs)
         output = super().call(
             inputs,
             initial_state=initial_state,
@@ -357,6 +359,17 @@ class Superloop(RecurrentModel):
         if self.return_state:
             return [output[0][:, self.suppress_output :], *output[1:]]
         return output[:, self.suppress_output :]
+
+    def _check_enough_steps(self, inputs):
+        """Refuses a sequence with no step left after `suppress_output`."""
+        message = (
+            f"{self.name} suppresses the first {self.suppress_output} outputs, "
+            f"so the sequence needs more than {self.suppress_output} steps."
+        )
+        time = inputs.shape[1]
+        if time is not None and time <= self.suppress_output:
+            raise ValueError(f"{message} Received input shape {tuple(inputs.shape)}")
+        return backend.check_more_steps_than(inputs, self.suppress_output, message)
 
     def _check_constants(self, constants):
         given = self._as_list(constants)

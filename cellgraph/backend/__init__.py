@@ -27,6 +27,26 @@ def check_batch_size(tensor, expected: int, message: str):
         return tf.identity(tensor)
 
 
+def check_more_steps_than(sequence, minimum: int, message: str):
+    """Checks at run time that `sequence` has more than `minimum` steps (axis 1).
+
+    Like `check_batch_size`: the caller checks a known length; only a
+    TensorFlow graph with an unknown length needs a graph assertion.
+
+    Returns:
+        `sequence`, with the check attached where the backend needs one.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return sequence
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return sequence
+    check = tf.debugging.assert_greater(tf.shape(sequence)[1], minimum, message=message)
+    with tf.control_dependencies([check]):
+        return tf.identity(sequence)
+
+
 # JAX differentiates `lax.scan` by saving every step's intermediate values and
 # reading them back in the backward pass; recomputing each step instead trains
 # faster on the CPU (benchmarks/backends.py) and keeps less memory. Set to False

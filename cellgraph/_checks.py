@@ -1,0 +1,214 @@
+"""Checks of a RecurrentModel's call arguments against its step graph.
+
+Each check raises a `ValueError` that names the argument, the expected shape
+and the received one, before anything reaches the backend's loop.
+"""
+
+from __future__ import annotations
+
+from cellgraph.step_graph import shapes_compatible
+
+
+def as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _shape(value) -> tuple:
+    return tuple(value.shape)
+
+
+def _same_batch(name: str, value, batch, layer_name: str):
+    got = _shape(value)[0] if _shape(value) else None
+    if batch is not None and got is not None and got != batch:
+        raise ValueError(
+            f"Argument `{name}` of {layer_name} must have the inputs' batch size "
+            f"{batch}. Received: shape={_shape(value)} (batch size {got})"
+        )
+
+
+def input_shapes(layer, input_shape) -> list[tuple]:
+    """The call's input shapes as a list, checked against the step inputs."""
+    shapes = input_shape
+    if not (
+        isinstance(shapes, (list, tuple))
+        and shapes
+        and isinstance(shapes[0], (list, tuple))
+    ):
+        shapes = [shapes]
+    shapes = [tuple(s) for s in shapes]
+    expected = layer.step_graph.input_shapes
+    if len(shapes) != len(expected):
+        raise ValueError(
+            f"{layer.name} has {len(expected)} step inputs, so it "
+            f"is called on a list of {len(expected)} "
+            f"{'tensors' if layer.decode else 'sequences'}. Received "
+            f"{len(shapes)} with shapes {shapes}"
+        )
+    lead = 1 if layer.decode else 2
+    for i, (step, shape) in enumerate(zip(expected, shapes)):
+        want = (None,) * lead + step
+        if not shapes_compatible(want, shape):
+            name = "inputs" if len(shapes) == 1 else f"inputs[{i}]"
+            layout = (
+                "(batch, *step_shape)" if layer.decode else "(batch, time, *step_shape)"
+            )
+            raise ValueError(
+                f"Argument `{name}` of {layer.name} must have shape "
+                f"{layout} = {want}. Received: shape={shape}"
+            )
+        if not layer.decode and shape[1] == 0:
+            name = "inputs" if len(shapes) == 1 else f"inputs[{i}]"
+            raise ValueError(
+                f"Argument `{name}` of {layer.name} is a sequence of 0 steps; a "
+                "recurrent layer needs at least one step. Received: "
+                f"shape={shape}"
+            )
+    times = {s[1] for s in shapes if not layer.decode and s[1] is not None}
+    if len(times) > 1:
+        raise ValueError(
+            f"The sequences given to {layer.name} must have the same number of "
+            f"steps. Received shapes {shapes}"
+        )
+    return shapes
+
+
+def call_arguments(
+    layer,
+    inputs,
+    initial_state=None,
+    initial_readout=None,
+    ground_truth=None,
+    constants=None,
+    mask=None,
+    training=None,
+):
+    """Checks every call argument; returns `(inputs, states, constants)` as lists."""
+    name = layer.name
+    graph = layer.step_graph
+    xs = as_list(inputs)
+    shapes = input_shapes(layer, [_shape(x) for x in xs])
+    batch = shapes[0][0]
+    time = None if layer.decode else shapes[0][1]
+
+    states = as_list(initial_state)
+    if initial_state is not None and len(states) != layer.num_states:
+        raise ValueError(
+            f"Argument `initial_state` of {name} must be a list of "
+            f"{layer.num_states} tensors (one per state). Received "
+            f"{len(states)}: {[_shape(s) for s in states]}"
+        )
+    for i, (state, shape) in enumerate(zip(states, layer.state_shapes)):
+        if not shapes_compatible((None, *shape), _shape(state)):
+            raise ValueError(
+                f"Argument `initial_state[{i}]` must have shape "
+                f"{(None, *shape)}. Received: shape={_shape(state)}"
+            )
+        _same_batch(f"initial_state[{i}]", state, batch, name)
+
+    consts = as_list(constants)
+    if len(consts) != graph.layout.num_constants:
+        raise ValueError(
+            f"Argument `constants` of {name} must be a list of "
+            f"{graph.layout.num_constants} tensors. Received {len(consts)}."
+        )
+    for i, (constant, shape) in enumerate(zip(consts, graph.constant_shapes)):
+        if not shapes_compatible((None, *shape), _shape(constant)):
+            raise ValueError(
+                f"Argument `constants[{i}]` of {name} must have shape "
+                f"{(None, *shape)}. Received: shape={_shape(constant)}"
+            )
+        _same_batch(f"constants[{i}]", constant, batch, name)
+
+    output_shape = tuple(graph.output_shape)
+    if initial_readout is not None:
+        if graph.readout_input is None:
+            raise ValueError(
+                f"Argument `initial_readout` of {name} is the first readout, "
+                "but the step graph has no `readout_input`. Received: "
+                f"initial_readout with shape {_shape(initial_readout)}"
+            )
+        if not shapes_compatible((None, *output_shape), _shape(initial_readout)):
+            raise ValueError(
+                f"Argument `initial_readout` of {name} must have the output's "
+                f"shape {(None, *output_shape)}. Received: "
+                f"shape={_shape(initial_readout)}"
+            )
+        _same_batch("initial_readout", initial_readout, batch, name)
+
+    if layer.teacher_force and training and ground_truth is None:
+        raise ValueError(
+            f"{name} uses teacher forcing: in training, pass "
+            "`ground_truth=` (the targets, aligned with the outputs). "
+            "Received: ground_truth=None"
+        )
+    if ground_truth is not None and layer.teacher_force:
+        steps = layer.output_length if layer.decode else time
+        want = (batch, steps, *output_shape)
+        if not shapes_compatible(want, _shape(ground_truth)):
+            raise ValueError(
+                f"Argument `ground_truth` of {name} holds the targets aligned "
+                f"with the outputs: shape (batch, time, *output_shape) = {want}. "
+                f"Received: shape={_shape(ground_truth)}"
+            )
+
+    mask = mask if not isinstance(mask, (list, tuple)) else None
+    if mask is not None and not layer.decode and hasattr(mask, "shape"):
+        if not shapes_compatible((batch, time), _shape(mask)):
+            raise ValueError(
+                f"Argument `mask` of {name} must have shape (batch, time) = "
+                f"{(batch, time)}. Received: shape={_shape(mask)}"
+            )
+
+    if layer.stateful and layer._state_variables:
+        expected = layer._state_variables[0].shape[0]
+        if batch is not None and batch != expected:
+            raise ValueError(
+                f"A stateful RecurrentModel keeps states for a batch size "
+                f"of {expected}. Received inputs with batch size {batch}. Use "
+                "a fixed batch size (and `drop_remainder`) or rebuild the "
+                "layer."
+            )
+    return xs, states, consts
+
+
+def step_arguments(layer, xs, states, constants):
+    """Checks the arguments of `RecurrentModel.step`."""
+    graph = layer.step_graph
+    name = f"{layer.name}.step()"
+    if len(xs) != len(graph.inputs):
+        raise ValueError(
+            f"Argument `inputs` of {name} must be {len(graph.inputs)} step "
+            f"tensors. Received {len(xs)}."
+        )
+    for i, (x, shape) in enumerate(zip(xs, graph.input_shapes)):
+        if not shapes_compatible((None, *shape), _shape(x)):
+            label = "inputs" if len(xs) == 1 else f"inputs[{i}]"
+            raise ValueError(
+                f"Argument `{label}` of {name} is one step, shape "
+                f"{(None, *shape)}. Received: shape={_shape(x)}"
+            )
+    if states and len(states) != layer.num_states:
+        raise ValueError(
+            f"Argument `states` of {name} must be a list of {layer.num_states} "
+            f"tensors (one per state). Received {len(states)}."
+        )
+    for i, (state, shape) in enumerate(zip(states, layer.state_shapes)):
+        if not shapes_compatible((None, *shape), _shape(state)):
+            raise ValueError(
+                f"Argument `states[{i}]` of {name} must have shape "
+                f"{(None, *shape)}. Received: shape={_shape(state)}"
+            )
+    if len(constants) != graph.layout.num_constants:
+        raise ValueError(
+            f"Argument `constants` of {name} must be a list of "
+            f"{graph.layout.num_constants} tensors (the step graph's "
+            f"constants). Received {len(constants)}."
+        )
+    for i, (constant, shape) in enumerate(zip(constants, graph.constant_shapes)):
+        if not shapes_compatible((None, *shape), _shape(constant)):
+            raise ValueError(
+                f"Argument `constants[{i}]` of {name} must have shape "
+                f"{(None, *shape)}. Received: shape={_shape(constant)}"
+            )
