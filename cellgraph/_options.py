@@ -129,3 +129,44 @@ def deserialize_initializers(value):
     if isinstance(value, dict):
         return keras.initializers.deserialize(value)
     return value
+
+
+def _lambda_names(config) -> list[str]:
+    """Names of the Lambda layers in a serialized config (any depth)."""
+    found = []
+    if isinstance(config, dict):
+        if config.get("class_name") == "Lambda":
+            found.append(str(config.get("config", {}).get("name", "?")))
+        for value in config.values():
+            found += _lambda_names(value)
+    elif isinstance(config, (list, tuple)):
+        for value in config:
+            found += _lambda_names(value)
+    return found
+
+
+def deserialize_part(config, owner: str, custom_objects=None):
+    """Deserializes a step model (or layer) from a cellgraph layer's config.
+
+    Keras refuses a `Lambda` layer in safe mode. Its message is kept (it is
+    the security check) and completed: `keras.layers.Bidirectional` copies a
+    layer through its config, so a step graph holding a `Lambda` meets this
+    refusal there too, far from any file.
+    """
+    names = _lambda_names(config)  # before: deserializing consumes the config
+    try:
+        return keras.saving.deserialize_keras_object(
+            config, custom_objects=custom_objects
+        )
+    except ValueError as error:
+        if not names or "Lambda" not in str(error):
+            raise
+        raise ValueError(
+            f"{error}\n\ncellgraph: the step graph of {owner!r} holds the Lambda "
+            f"layer(s) {names}. Loading a file, use safe_mode=False only if you "
+            "trust it. keras.layers.Bidirectional copies its layer (forward and "
+            "backward) through the config, which meets the same refusal: write "
+            "the Lambda as a small keras.layers.Layer subclass with get_config "
+            "(it then also loads in safe mode), or, for code you trust, call "
+            "keras.config.enable_unsafe_deserialization() first."
+        ) from error

@@ -513,6 +513,7 @@ class RecurrentModel(keras.layers.Layer):
         ]
         for layer in sequence_layers:
             layer.begin_sequence(batch, training=bool(training))
+        losses_before = len(self.step_model.losses)
         try:
             output, inner = _loop.run(
                 plan,
@@ -529,6 +530,8 @@ class RecurrentModel(keras.layers.Layer):
             for layer in sequence_layers:
                 layer.end_sequence()
 
+        if len(self.step_model.losses) > losses_before:
+            _refuse_losses_added_in_the_loop(self.name, step_layers)
         final = [
             value
             for slot, value in zip(plan.slots, inner)
@@ -717,8 +720,8 @@ class RecurrentModel(keras.layers.Layer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("step_model"), custom_objects=custom_objects
+        model = _options.deserialize_part(
+            config.pop("step_model"), config.get("name", cls.__name__), custom_objects
         )
         layout = GraphLayout(
             **{
@@ -739,6 +742,27 @@ def _call_shape(inputs):
     if len(xs) == 1:
         return tuple(xs[0].shape)
     return [tuple(x.shape) for x in xs]
+
+
+def _refuse_losses_added_in_the_loop(name, step_layers):
+    """A layer called `add_loss()` inside the step: its loss cannot leave the loop."""
+    culprits = []
+    for layer in step_layers:
+        if isinstance(layer, keras.Model):
+            continue
+        regularized = sum(
+            getattr(v, "regularizer", None) is not None for v in layer.weights
+        )
+        if len(layer.losses) > regularized:
+            culprits.append(f"{layer.name!r} ({type(layer).__name__})")
+    raise ValueError(
+        f"{name}: layer {', '.join(culprits) or '(unknown)'} in the step graph "
+        "calls `add_loss()` at every step. A loss added inside the loop cannot "
+        "reach the training loss (in `fit` it fails deep in the backend). "
+        "Return the quantity as a state or output and add the loss outside "
+        "the RecurrentModel (e.g. `model.add_loss(...)` on the output), or use "
+        "weight regularizers, which work inside step graphs."
+    )
 
 
 def _refuse_per_step_randomness(name, step_layers):

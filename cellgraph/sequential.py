@@ -287,7 +287,9 @@ class RecurrentSequential(RecurrentModel):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config["layers"] = [
-            keras.saving.deserialize_keras_object(item, custom_objects=custom_objects)
+            _options.deserialize_part(
+                item, config.get("name", cls.__name__), custom_objects
+            )
             for item in config["layers"]
         ]
         config["readout_activation"] = keras.activations.deserialize(

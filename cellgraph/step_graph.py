@@ -51,6 +51,15 @@ def tensor_list(value, argument: str, allow_empty: bool = True) -> list:
     return items
 
 
+def _is_input(tensor) -> bool:
+    """Whether a Keras tensor is a `keras.Input` (not computed by a layer)."""
+    try:
+        keras.Model(tensor, tensor)
+    except ValueError:
+        return False
+    return True
+
+
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) < 80 else text[:77] + "..."
@@ -201,6 +210,14 @@ class StepGraph:
         roles = self.role_inputs
         seen = {}
         for name, tensor in roles:
+            if not _is_input(tensor):
+                raise ValueError(
+                    f"Argument `{name}` must be a `keras.Input` (a step graph "
+                    "reads its inputs, states, constants and readout from "
+                    "Inputs), not a tensor computed by a layer. Received: "
+                    f"{name}={tensor}. Create it with `keras.Input(shape=...)` "
+                    "and compute from it."
+                )
             if id(tensor) in seen:
                 raise ValueError(
                     f"The same tensor is used as `{seen[id(tensor)]}` and as "

@@ -183,3 +183,64 @@ def test_resumed_scheduled_sampling_equals_the_uninterrupted_run(tmp_path):
     resumed.fit([xs, ts], ts, epochs=1, **fit)
     for a, b in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+class _PenaltyLayer(layers.Layer):
+    """Adds the sum of its input as a loss (an `add_loss` inside a step)."""
+
+    def call(self, x):
+        self.add_loss(keras.ops.sum(x))
+        return x
+
+
+def test_add_loss_inside_the_step_graph_is_refused_at_the_first_call():
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    dense = layers.Dense(4, kernel_regularizer="l2")  # weight losses are fine
+    h_t = _PenaltyLayer(name="penalty")(dense(layers.Concatenate()([x_t, h_tm1])))
+    rnn = cg.RecurrentModel(
+        input=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t]
+    )
+    with pytest.raises(ValueError, match=r"'penalty' \(_PenaltyLayer\).*add_loss"):
+        rnn(X)
+
+
+def test_weight_regularizers_inside_the_step_graph_still_train():
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    h_t = layers.Dense(4, kernel_regularizer="l2")(layers.Concatenate()([x_t, h_tm1]))
+    rnn = cg.RecurrentModel(
+        input=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t]
+    )
+    model = keras.Sequential([keras.Input((6, 3)), rnn])
+    model.compile("sgd", "mse")
+    history = model.fit(X + 1.0, np.ones((2, 4), "float32"), epochs=2, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert len(model.losses) == 1
+
+
+@keras.saving.register_keras_serializable(package="cellgraph_tests")
+class Halve(layers.Layer):
+    """`0.5 * x` as a layer with a config: what replaces the Lambda."""
+
+    def call(self, x):
+        return 0.5 * x
+
+
+def _halving_rnn(halve):
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    h_t = layers.Dense(4, activation="tanh")(layers.Concatenate()([halve(x_t), h_tm1]))
+    return cg.RecurrentModel(
+        input=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t], name="qrn"
+    )
+
+
+def test_bidirectional_of_a_step_graph_with_a_lambda_names_the_fix():
+    """Recurrent Shop's query reduction network wraps such a layer."""
+    rnn = _halving_rnn(layers.Lambda(lambda t: 0.5 * t, name="halve"))
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)Lambda.*'forward_qrn'.*\['halve'\].*Bidirectional.*Layer subclass",
+    ):
+        layers.Bidirectional(rnn)
+    # the fix the message names works
+    both = layers.Bidirectional(_halving_rnn(Halve()))
+    assert both(X).shape == (2, 8)
