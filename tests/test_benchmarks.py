@@ -54,10 +54,15 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
     assert superloop == {
         "cellgraph RecurrentModel",
         "keras.layers.RNN(step model)",
+        "keras.layers.RNN(flat SGU cell)",
         "cellgraph RecurrentModel [TF XLA]",
         "cellgraph RecurrentModel, Adam built first",
         "cellgraph RecurrentModel [JAX]",
     }
+    cellgraph = [r for r in rows if r["contender"] == "cellgraph RecurrentModel"]
+    assert len(cellgraph) == 2  # first step and steady step, each against flat
+    for r in cellgraph:
+        assert {"vs flat cell", "paired vs flat cell"} <= set(r["other_ratios"]), r
     anchors = [r for r in rows if r["contender"] == "keras.layers.LSTM"]
     assert all(r["ratio"] == 1.0 for r in anchors if r["section"] == "lstm")
 
