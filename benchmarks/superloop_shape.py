@@ -4,9 +4,9 @@ The step graph is built by hand from `cells.SGUCell` with an explicit
 readout state (the previous top output, concatenated with the step input)
 and run by `RecurrentModel`. Measured: the time to the first training step
 (construction + compile + first `train_on_batch`) and the steady training
-step, against the goals of issue 6 and the figures it quotes for the earlier
-designs (taken on the same machine, another day). The contenders, all the
-same model:
+step, against the project's goals and the figures of the earlier designs
+(an unrolled step graph, a plain RNN; taken on the same machine, another
+day). The contenders, all the same model:
 
 - cellgraph on TensorFlow as Keras compiles it by default on a CPU (a
   `tf.function` graph, no XLA);
@@ -124,10 +124,10 @@ def run(quick: bool = False, log=print) -> list[dict]:
         add_ratio(rows[CELLGRAPH_XLA], rows[CELLGRAPH], "vs same without XLA")
         add_ratio(rows[CELLGRAPH_BUILT], rows[CELLGRAPH], "vs Adam built lazily")
         add_ratio(rows[CELLGRAPH_JAX], rows[CELLGRAPH], "vs same on TF")
-    unrolled = "vs issue's unrolled"
+    unrolled = "vs unrolled design"
     ratio_to_value(first_rows[CELLGRAPH], UNROLLED_FIRST_S, unrolled, False)
-    ratio_to_value(first_rows[PLAIN], PLAIN_RNN_FIRST_S, "vs issue's figure", False)
-    ratio_to_value(step_rows[PLAIN], PLAIN_RNN_STEADY_MS, "vs issue's figure", False)
+    ratio_to_value(first_rows[PLAIN], PLAIN_RNN_FIRST_S, "vs earlier figure", False)
+    ratio_to_value(step_rows[PLAIN], PLAIN_RNN_STEADY_MS, "vs earlier figure", False)
     return [r for name in first_rows for r in (first_rows[name], step_rows[name])]
 
 
