@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 import cellgraph as cg
 from cellgraph.cells.lstm import lstm_gates
@@ -163,6 +164,7 @@ def lstm_model_remat(
 
 SUPERLOOP_CELLGRAPH = "cellgraph RecurrentModel"
 SUPERLOOP_PLAIN = "keras.layers.RNN(step model)"
+SUPERLOOP_FLAT = "keras.layers.RNN(flat SGU cell)"
 
 
 def superloop_shape_model(
@@ -183,7 +185,11 @@ def superloop_shape_model(
     `keras.Model`. A `Dense(features)` head on every step's output; Adam and
     MSE, compiled with `jit_compile` (`"auto"`: Keras's choice for the
     backend, XLA on JAX and none on a CPU-only TensorFlow).
+    `engine=SUPERLOOP_FLAT` returns `superloop_flat_model` instead: the same
+    maths in one hand-written cell, no step graph.
     """
+    if engine == SUPERLOOP_FLAT:
+        return superloop_flat_model(timesteps, features, layers, units, jit_compile)
     x_t = keras.Input((features,), name="x_t")
     top_tm1 = keras.Input((units,), name="top_tm1")
     states_tm1 = [keras.Input((units,), name=f"h{i}_tm1") for i in range(layers)]
@@ -209,10 +215,130 @@ def superloop_shape_model(
         raise ValueError(f"Unknown engine {engine!r}.")
     inputs = keras.Input((timesteps, features))
     model = keras.Model(inputs, keras.layers.Dense(features)(rnn(inputs)))
+    return _compile(model, jit_compile)
+
+
+def superloop_flat_model(
+    timesteps: int,
+    features: int,
+    layers: int,
+    units: int,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """`superloop_shape_model`'s maths written flat in one plain RNN cell.
+
+    `keras.layers.RNN(FlatSGUStackCell(layers, units, features))`: no step
+    graph, no nested models; one cell computes the `layers` SGU cells and the
+    `Dense(features)` head of a step with `keras.ops`. Its weights, in
+    order, are those of `superloop_shape_model`'s (`kernel`,
+    `recurrent_kernel`, `bias` of each SGU cell, then the head's `kernel`,
+    `bias`), so `set_weights(other.get_weights())` copies them across.
+    Adam and MSE, compiled with `jit_compile`.
+    """
+    inputs = keras.Input((timesteps, features))
+    cell = FlatSGUStackCell(layers, units, features)
+    model = keras.Model(inputs, keras.layers.RNN(cell, return_sequences=True)(inputs))
+    return _compile(model, jit_compile)
+
+
+def _compile(model: keras.Model, jit_compile: bool | str) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit_compile
     )
     return model
+
+
+class FlatSGUStackCell(keras.layers.Layer):
+    """The superloop step as one plain Keras RNN cell: stacked SGUs + a head.
+
+    One step, with `top_tm1` the previous step's top SGU output:
+
+    ```
+    h = concat(x_t, top_tm1)
+    for i in range(layers):                      # cells.SGUCell(units), defaults
+        z_f, z_c = split(h·kernel_i + bias_i, 2)
+        f = hard_sigmoid(z_f + h_i_tm1·recurrent_kernel_i)
+        h = h_i_t = f * h_i_tm1 + (1 - f) * tanh(z_c)
+    y_t = h·head_kernel + head_bias              # Dense(head_units)
+    ```
+
+    The maths (and the ops) of `cells.SGUCell` with its default activations,
+    `tanh` candidate and `hard_sigmoid` gate, without dropout. Each layer has
+    its own variables, created as `SGUCell` creates them: `kernel`
+    `(input_dim, 2 * units)` = `[W2 | W3]` (glorot uniform),
+    `recurrent_kernel` `(units, units)` = `W1` (orthogonal), `bias`
+    `(2 * units,)` (zeros); `input_dim` is `features + units` for the first
+    layer and `units` above. The head's `kernel` and `bias` come last.
+
+    Args:
+        layers: number of stacked SGU layers.
+        units: units of every SGU layer.
+        head_units: units of the `Dense` head (the step output).
+
+    Call arguments:
+        inputs: `x_t`, shape `(batch, features)`.
+        states: `[h_0_tm1, ..., h_{layers-1}_tm1, top_tm1]`, each
+            `(batch, units)`.
+
+    Output: `(y_t, [h_0_t, ..., h_{layers-1}_t, h_{layers-1}_t])`, `y_t` of
+    shape `(batch, head_units)`.
+
+    Example:
+
+    ```python
+    rnn = keras.layers.RNN(FlatSGUStackCell(32, 16, 8), return_sequences=True)
+    y = rnn(np.zeros((64, 64, 8), "float32"))  # (64, 64, 8)
+    ```
+    """
+
+    def __init__(self, layers: int, units: int, head_units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.layers, self.units, self.head_units = layers, units, head_units
+        self.state_size = [units] * (layers + 1)
+        self.output_size = head_units
+        self.gate_activation = keras.activations.get("hard_sigmoid")
+        self.activation = keras.activations.get("tanh")
+
+    def build(self, input_shape):
+        input_dim = int(input_shape[-1]) + self.units  # concat(x_t, top_tm1)
+        self.kernels, self.recurrent_kernels, self.biases = [], [], []
+        for i in range(self.layers):
+            self.kernels.append(
+                self.add_weight((input_dim, 2 * self.units), name=f"kernel_{i}")
+            )
+            self.recurrent_kernels.append(
+                self.add_weight(
+                    (self.units, self.units),
+                    initializer="orthogonal",
+                    name=f"recurrent_kernel_{i}",
+                )
+            )
+            self.biases.append(
+                self.add_weight(
+                    (2 * self.units,), initializer="zeros", name=f"bias_{i}"
+                )
+            )
+            input_dim = self.units
+        self.head_kernel = self.add_weight(
+            (self.units, self.head_units), name="head_kernel"
+        )
+        self.head_bias = self.add_weight(
+            (self.head_units,), initializer="zeros", name="head_bias"
+        )
+
+    def call(self, inputs, states, training=None):
+        *states_tm1, top_tm1 = states
+        h = ops.concatenate([inputs, top_tm1], axis=-1)
+        states_t = []
+        for h_tm1, kernel, recurrent_kernel, bias in zip(
+            states_tm1, self.kernels, self.recurrent_kernels, self.biases, strict=True
+        ):
+            z_f, z_c = ops.split(ops.add(ops.matmul(h, kernel), bias), 2, axis=-1)
+            f = self.gate_activation(z_f + ops.matmul(h_tm1, recurrent_kernel))
+            h = f * h_tm1 + (1.0 - f) * self.activation(z_c)
+            states_t.append(h)
+        output = ops.add(ops.matmul(h, self.head_kernel), self.head_bias)
+        return output, [*states_t, h]
 
 
 class StepModelCell(keras.layers.Layer):

@@ -5,7 +5,8 @@
 Sections (`--only` picks some): `lstm` (train step and inference against
 `keras.layers.LSTM`, `keras.layers.RNN(LSTMCell)`, PyTorch `nn.LSTM` when
 installed, with and without XLA), `superloop` (time to first training step
-and steady step of a 64-step x 32-layer SGU step graph), `build` (build +
+and steady step of a 64-step x 32-layer SGU step graph, against the same maths
+in one flat `keras.layers.RNN` cell), `build` (build +
 first step at T=10 vs T=1000), `memory` (peak memory of a training step at
 T=1000, with and without rematerialisation), `backends` (the cellgraph and
 Keras LSTMs on each installed Keras backend, TensorFlow, JAX and PyTorch, one

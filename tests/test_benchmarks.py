@@ -54,10 +54,15 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
     assert superloop == {
         "cellgraph RecurrentModel",
         "keras.layers.RNN(step model)",
+        "keras.layers.RNN(flat SGU cell)",
         "cellgraph RecurrentModel [TF XLA]",
         "cellgraph RecurrentModel, Adam built first",
         "cellgraph RecurrentModel [JAX]",
     }
+    cellgraph = [r for r in rows if r["contender"] == "cellgraph RecurrentModel"]
+    assert len(cellgraph) == 2  # first step and steady step, each against flat
+    for r in cellgraph:
+        assert {"vs flat cell", "paired vs flat cell"} <= set(r["other_ratios"]), r
     anchors = [r for r in rows if r["contender"] == "keras.layers.LSTM"]
     assert all(r["ratio"] == 1.0 for r in anchors if r["section"] == "lstm")
 
@@ -159,3 +164,53 @@ def test_fused_tf_lstm_contender_computes_cells_lstm():
     assert len(grads) == 3 and all(g is not None for g in grads)
     for g, e in zip(grads, expected_grads):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+
+def _superloop_outputs_and_gradients(model, x):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        y = model(x)
+        loss = tf.reduce_sum(y * tf.range(1.0, 1.0 + y.shape[-1]))
+    return y, tape.gradient(loss, [v.value for v in model.trainable_weights])
+
+
+def test_flat_sgu_contender_computes_the_superloop_step_graph():
+    # The superloop section's "flat SGU cell" must compute what the cellgraph
+    # step graph of SGUCells computes with the same weights, outputs and
+    # gradients, or its timing means nothing (TensorFlow only).
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks import models
+
+    shape = dict(timesteps=5, features=3, layers=3, units=4)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((2, 5, 3)), "float32")
+    reference = models.superloop_shape_model(**shape)
+    # Random weights, biases included, most gates inside hard_sigmoid's slope.
+    reference.set_weights(
+        [0.7 * rng.standard_normal(w.shape) for w in reference.get_weights()]
+    )
+    contender = models.superloop_shape_model(**shape, engine=models.SUPERLOOP_FLAT)
+    assert [w.shape for w in contender.get_weights()] == [
+        w.shape for w in reference.get_weights()
+    ]
+    assert len(contender.trainable_weights) == 3 * 3 + 2
+    contender.set_weights(reference.get_weights())
+
+    expected, expected_grads = _superloop_outputs_and_gradients(reference, x)
+    got, grads = _superloop_outputs_and_gradients(contender, x)
+    assert got.shape == (2, 5, 3)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert len(grads) == len(expected_grads) == 11
+    for g, e, v in zip(grads, expected_grads, contender.trainable_weights):
+        assert np.abs(e).max() > 1e-3, v.path  # every weight matters
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6, err_msg=v.path)
+
+    # The comparison can tell: one weight of the middle layer moved by 1e-3.
+    weights = reference.get_weights()
+    weights[4][1, 2] += 1e-3  # layer 1's recurrent_kernel
+    contender.set_weights(weights)
+    moved, _ = _superloop_outputs_and_gradients(contender, x)
+    assert np.abs(np.asarray(moved) - np.asarray(expected)).max() > 1e-5
