@@ -170,3 +170,33 @@ def deserialize_part(config, owner: str, custom_objects=None):
             "(it then also loads in safe mode), or, for code you trust, call "
             "keras.config.enable_unsafe_deserialization() first."
         ) from error
+
+
+def serialize_shared(obj) -> dict:
+    """`keras.saving.serialize_keras_object(obj)`, marked for weight sharing.
+
+    Keras shares an object that appears twice in one saved model through a
+    `shared_object_id`, but it writes the id only into the config dicts it
+    still holds, and the configs nested in a layer's `get_config` are copied
+    before the second appearance. A layer used both inside a step graph and
+    elsewhere (the outer model, a second step graph, a `get_cell()`) then
+    loads as two layers, one of them without weights. Marking `obj` and every
+    layer of its model with its id up front makes every appearance refer to
+    one object when loading.
+    """
+    config = keras.saving.serialize_keras_object(obj)
+    _mark(config, obj)
+    return config
+
+
+def _mark(config, obj):
+    if not isinstance(config, dict) or "config" not in config:
+        return
+    config["shared_object_id"] = int(id(obj))
+    inner = config.get("config")
+    if isinstance(obj, keras.Model) and isinstance(inner, dict):
+        by_name = {layer.name: layer for layer in obj.layers}
+        for entry in inner.get("layers", []) or []:
+            name = entry.get("name") or entry.get("config", {}).get("name")
+            if name in by_name:
+                _mark(entry, by_name[name])

@@ -705,8 +705,9 @@ class RecurrentModel(keras.layers.Layer):
     def _step_graph_config(self) -> dict:
         """Config entries that describe the step graph (builders: their parts)."""
         graph = self._step_graph
+        config = _options.serialize_shared(self.step_model)
         return {
-            "step_model": keras.saving.serialize_keras_object(self.step_model),
+            "step_model": config,
             **graph.layout.get_config(),
             "multi_input": graph.multi_input,
         }
@@ -882,6 +883,6 @@ class GraphCell(RNNCell):
 
     def get_config(self):
         config = super().get_config()
-        config["step_model"] = keras.saving.serialize_keras_object(self.model)
+        config["step_model"] = _options.serialize_shared(self.model)
         config.update(self.layout.get_config())
         return config

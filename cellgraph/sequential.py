@@ -275,9 +275,7 @@ class RecurrentSequential(RecurrentModel):
     # -- serialization --------------------------------------------------------
     def _step_graph_config(self) -> dict:
         return {
-            "layers": [
-                keras.saving.serialize_keras_object(layer) for layer in self.stack
-            ],
+            "layers": [_options.serialize_shared(layer) for layer in self.stack],
             "state_sync": self.state_sync,
             "readout": self.readout,
             "readout_activation": keras.activations.serialize(self.readout_activation),

@@ -486,9 +486,7 @@ class Superloop(RecurrentModel):
             else keras.saving.get_registered_name(self.cell_class),
             "layers": self.num_layers,
             "units": self.units,
-            "systems": [
-                keras.saving.serialize_keras_object(system) for system in self.systems
-            ],
+            "systems": [_options.serialize_shared(system) for system in self.systems],
             "outputs": self.outputs,
             "suppress_output": self.suppress_output,
             "timesteps": self.timesteps,
