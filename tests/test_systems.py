@@ -66,7 +66,18 @@ class NpNeuralMemory:
         return sum(w * v for w, v in zip(weights, self.values))
 
 
-def np_address(raw, memory, previous, width):
+def np_sharpen_power(shifted, gamma):
+    """The sharpening as the paper writes it (underflows for a large gamma)."""
+    sharp = (shifted + EPS) ** gamma
+    return sharp / sharp.sum(axis=-1, keepdims=True)
+
+
+def np_sharpen_log(shifted, gamma):
+    """The same sharpening normalised in log space (never 0/0)."""
+    return softmax(gamma * np.log(shifted + EPS))
+
+
+def np_address(raw, memory, previous, width, sharpen=np_sharpen_power):
     key, beta = raw[:width], softplus(raw[width])
     gate, shift = sigmoid(raw[width + 1]), softmax(raw[width + 2 : width + 5])
     gamma, n = 1 + softplus(raw[width + 5]), len(memory)
@@ -78,18 +89,18 @@ def np_address(raw, memory, previous, width):
         [sum(shift[k] * gated[(i - off) % n] for k, off in enumerate((-1, 0, 1)))
          for i in range(n)]
     )  # fmt: skip
-    sharp = (shifted + EPS) ** gamma
-    return sharp / sharp.sum()
+    return sharpen(shifted, gamma)
 
 
-def np_ntm(control, memory, read_w, write_w, width):
+def np_ntm(control, memory, read_w, write_w, width, sharpen=np_sharpen_power):
     reads, memories, new_r, new_w = [], [], [], []
     n_read, n_write = read_w.shape[1], write_w.shape[1]
     for b in range(len(control)):
         split = n_read * (width + 6)
         heads = control[b, split:].reshape(n_write, 3 * width + 6)
         ww = [
-            np_address(h, memory[b], write_w[b, i], width) for i, h in enumerate(heads)
+            np_address(h, memory[b], write_w[b, i], width, sharpen)
+            for i, h in enumerate(heads)
         ]
         m = memory[b].copy()
         for w, h in zip(ww, heads):
@@ -97,7 +108,9 @@ def np_ntm(control, memory, read_w, write_w, width):
         for w, h in zip(ww, heads):
             m = m + np.outer(w, h[2 * width + 6 :])
         heads = control[b, :split].reshape(n_read, width + 6)
-        wr = [np_address(h, m, read_w[b, i], width) for i, h in enumerate(heads)]
+        wr = [
+            np_address(h, m, read_w[b, i], width, sharpen) for i, h in enumerate(heads)
+        ]
         reads.append(np.concatenate([w @ m for w in wr]))
         memories.append(m)
         new_r.append(wr)
@@ -283,6 +296,80 @@ def test_addressable_memory_matches_numpy_ntm(rng):
         for got, ref in zip(states, states_ref):
             assert_close(got, ref, atol=1e-5)
         states = [s.astype("float64") for s in states]
+
+
+def ntm_inputs(ntm, rng, raw_gamma, raw_beta=None, spread=1.0):
+    """Controls with every head's raw gamma (and beta) set; memory and weightings.
+
+    Example 0 has a zero memory and uniform weightings, so every head's
+    shifted weighting is exactly 1/N; the others have weightings
+    `softmax(spread * normal)`.
+    """
+    batch = 3
+    control = rng.normal(size=(batch, ntm.control_size))
+    offset = 0
+    for name, size in ntm.control_layout:
+        if name.endswith("_gamma"):
+            control[:, offset] = raw_gamma
+        if name.endswith("_beta") and raw_beta is not None:
+            control[:, offset] = raw_beta
+        offset += size
+    memory = rng.normal(size=(batch, ntm.slots, ntm.width))
+    weights = [
+        softmax(spread * rng.normal(size=(batch, heads, ntm.slots)))
+        for heads in (ntm.read_heads, ntm.write_heads)
+    ]
+    memory[0] = 0.0
+    for w in weights:
+        w[0] = 1.0 / ntm.slots
+    return control, [memory, *weights]
+
+
+@pytest.mark.parametrize(
+    "dtype,raw_gamma", [("float32", 60.0), ("float32", 300.0), ("float64", 400.0)]
+)
+def test_addressable_memory_large_sharpening_stays_finite(rng, dtype, raw_gamma):
+    ntm = S.AddressableMemory(
+        slots=8, width=3, read_heads=2, write_heads=1, project=False, dtype=dtype
+    )
+    # near-uniform weightings (beta ~ 0.02): the sharpened one is peaked, not one-hot
+    control, states = ntm_inputs(ntm, rng, raw_gamma, raw_beta=-4.0, spread=0.1)
+    control, states = control.astype(dtype), [s.astype(dtype) for s in states]
+    with np.errstate(all="ignore"):  # extreme: the paper's form in NumPy is 0/0
+        assert np.isnan(np_ntm(control, *states, width=3)[0]).all()
+
+    read, (memory, read_w, write_w) = run(ntm, control, states)
+    for got in (read, memory, read_w, write_w):
+        assert np.isfinite(got).all()
+    for w in (read_w, write_w):
+        np.testing.assert_allclose(w.sum(axis=-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(read_w[0], 1 / 8, rtol=1e-6)  # uniform stays uniform
+    # NumPy in log space, in float64; float32 rounds log(w) by ~1e-7, times
+    # gamma (float64: 1e-14 apart on TensorFlow and JAX, 2e-7 on PyTorch)
+    tol = {"float32": 3e-4, "float64": 1e-6}[dtype]
+    read_ref, states_ref = np_ntm(
+        *[x.astype("float64") for x in (control, *states)], width=3,
+        sharpen=np_sharpen_log,
+    )  # fmt: skip
+    assert read_w[1:].max() > 0.3  # sharpened, so the comparison means something
+    assert_close(read, read_ref, rtol=tol, atol=tol)
+    for got, ref in zip((memory, read_w, write_w), states_ref):
+        assert_close(got, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("raw_gamma", [-3.0, 0.0, 2.0, 5.0])
+def test_addressable_memory_moderate_sharpening_equals_the_paper_formula(
+    rng, raw_gamma
+):
+    ntm = S.AddressableMemory(
+        slots=6, width=3, read_heads=2, write_heads=2, project=False, dtype="float64"
+    )
+    control, states = ntm_inputs(ntm, rng, raw_gamma)
+    read, new_states = run(ntm, control, states)
+    read_ref, states_ref = np_ntm(control, *states, width=3, sharpen=np_sharpen_power)
+    assert_close(read, read_ref, rtol=1e-6, atol=1e-6)
+    for got, ref in zip(new_states, states_ref):
+        assert_close(got, ref, rtol=1e-6, atol=1e-6)
 
 
 # -- every system: gradients, the loop, saving ------------------------------------

@@ -37,6 +37,10 @@ class AddressableMemory(System):
     *written* memory `M_t` and read `r_h = sum_i w_h[i] M_t[i]`; the read is
     the concatenation of the read heads' vectors.
 
+    The sharpening is computed as `softmax(gamma * log(w_s + eps))`: the
+    same weighting, without the 0/0 of `(w_s + eps)**gamma` underflowing
+    when gamma is large (61 with 8 slots in float32).
+
     Raw control layout (`project=False`), the read heads first, then the
     write heads, each head's parts in this order (all before activation):
 
@@ -141,8 +145,8 @@ class AddressableMemory(System):
             shift[..., k : k + 1] * ops.roll(gated, offset, axis=-1)
             for k, offset in enumerate(SHIFTS)
         )
-        sharpened = ops.power(shifted + EPSILON, gamma)
-        return sharpened / ops.sum(sharpened, axis=-1, keepdims=True)
+        # (w + eps)**gamma / sum(...) in log space: no 0/0 when it underflows
+        return ops.softmax(gamma * ops.log(shifted + EPSILON), axis=-1)
 
     def transition(self, control, states, constants):
         memory, read_weights, write_weights = states

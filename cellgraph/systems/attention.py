@@ -50,6 +50,8 @@ class Attention(System):
     Example:
 
     ```python
+    from cellgraph.systems import Attention
+
     attention = Attention(datapoints=16, width=2)
     h_t = keras.Input((8,))
     position_tm1, = attention.initial_state_inputs()

@@ -37,6 +37,8 @@ class Queue(PushPopMemory):
     Example:
 
     ```python
+    from cellgraph.systems import Queue
+
     queue = Queue(width=3, capacity=8, project=False)
     values, strengths = queue.initial_states(1)
     push = np.array([[1.0, 2.0, 3.0, 1.0, 0.0]], "float32")  # d=1, u=0

@@ -42,6 +42,8 @@ class RegisterMemory(System):
     Example:
 
     ```python
+    from cellgraph.systems import RegisterMemory
+
     memory = RegisterMemory(depth=4, width=3, project=False)
     control = np.zeros((2, memory.control_size), "float32")
     read, new_memory = memory([control, *memory.initial_states(2)])

@@ -38,6 +38,8 @@ class Stack(PushPopMemory):
     Example:
 
     ```python
+    from cellgraph.systems import Stack
+
     stack = Stack(width=3, capacity=8, project=False)
     values, strengths = stack.initial_states(1)
     push = np.array([[1.0, 2.0, 3.0, 1.0, 0.0]], "float32")  # d=1, u=0
