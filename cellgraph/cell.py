@@ -14,19 +14,28 @@ class RNNCell(keras.layers.Layer):
     A cell is called inside a step graph on a list
     `[x_t, *states_tm1]` and returns the list `[output_t, *states_t]`:
 
-    ```python
+    ```
     output, *new_states = cell([x_t, *states_tm1])
     ```
 
-    A subclass defines `build_model(input_shape)`, which returns a
-    `keras.Model` mapping `[x, *states]` to `[output, *new_states]`, and the
-    property `state_shape` (one shape per state, batch dimension left out).
-    An existing one-step model is wrapped with `RNNCell.from_model(model)`.
+    A subclass does one of two things:
+
+    - defines `build_model(input_shape)`, which returns a `keras.Model`
+      mapping `[x, *states]` to `[output, *new_states]` (user cells; an
+      existing one-step model is wrapped with `RNNCell.from_model(model)`);
+    - or owns its weights (created in `build()`) and overrides
+      `call(inputs, training=None)` directly, as the built-in cells of
+      `cellgraph.cells` do; it then also defines `state_shapes` and
+      `compute_output_spec`.
+
+    `state_shapes` gives one shape per state (batch dimension left out) and
+    `state_names` one name per state (`["h"]` for one state,
+    `["state0", "state1", ...]` otherwise, unless the subclass names them).
     `cell.get_layer(**kwargs)` turns the cell into a `RecurrentModel` over
     sequences.
 
-    Layers inside the step model may keep one random mask for a whole
-    sequence (Keras's recurrent dropout) by defining
+    Layers inside the step model, or the cell itself, may keep one random
+    mask for a whole sequence (Keras's recurrent dropout) by defining
     `begin_sequence(batch_size, training)` and `end_sequence()`; the
     sequence layer calls them around its loop.
 
@@ -39,6 +48,10 @@ class RNNCell(keras.layers.Layer):
         inputs: list `[x_t, *states_tm1]`.
         training: Python boolean, training or inference mode.
 
+    Output shape:
+        list `[output_t, *states_t]`, the states with the shapes of
+        `state_shapes` (batch dimension first).
+
     Example:
 
     ```python
@@ -47,6 +60,7 @@ class RNNCell(keras.layers.Layer):
     h_new = keras.layers.Dense(8, activation="tanh")(
         keras.layers.Concatenate()([x, h]))
     cell = cellgraph.RNNCell.from_model(keras.Model([x, h], [h_new, h_new]))
+    cell.state_shapes, cell.state_names  # [(8,)], ["h"]
     layer = cell.get_layer(return_sequences=True)
     y = layer(np.zeros((2, 5, 4), "float32"))  # (2, 5, 8)
     ```
@@ -75,18 +89,32 @@ class RNNCell(keras.layers.Layer):
         )
 
     @property
-    def state_shape(self) -> list[tuple]:
+    def state_shapes(self) -> list[tuple]:
         """One shape per state, without the batch dimension."""
+        if type(self).state_shape is not RNNCell.state_shape:
+            # a subclass written against the old name
+            return list(self.state_shape)
         if self.model is not None:
             return [tuple(t.shape[1:]) for t in self.model.inputs[1:]]
         raise NotImplementedError(
-            f"{type(self).__name__} must define the `state_shape` property."
+            f"{type(self).__name__} must define the `state_shapes` property."
         )
+
+    @property
+    def state_shape(self) -> list[tuple]:
+        """Old name of `state_shapes`, kept as an alias."""
+        return self.state_shapes
+
+    @property
+    def state_names(self) -> list[str]:
+        """One name per state: `["h"]` for one state, else `["state0", ...]`."""
+        count = len(self.state_shapes)
+        return ["h"] if count == 1 else [f"state{i}" for i in range(count)]
 
     @property
     def num_states(self) -> int:
         """Number of state tensors the cell carries from step to step."""
-        return len(self.state_shape)
+        return len(self.state_shapes)
 
     @property
     def input_shape_hint(self) -> tuple | None:
@@ -110,7 +138,14 @@ class RNNCell(keras.layers.Layer):
             self.model = model
         self._check_call_shapes(input_shape)
 
-    def _check_call_shapes(self, input_shape):
+    def _check_call_shapes(self, input_shape, expected=None):
+        """Checks `[x_t, *states_tm1]` against `expected` step shapes.
+
+        `expected` (shapes without batch, `x_t` first) defaults to the
+        inputs of the step model.
+        """
+        if expected is None:
+            expected = [tuple(t.shape[1:]) for t in self.model.inputs]
         if (
             not isinstance(input_shape, (list, tuple))
             or not input_shape
@@ -118,23 +153,22 @@ class RNNCell(keras.layers.Layer):
         ):
             raise ValueError(
                 f"{self.name}: a cell is called on a list [x_t, *states_tm1] "
-                f"with {1 + self.num_states} tensors. Received input shape: "
+                f"with {len(expected)} tensors. Received input shape: "
                 f"{input_shape}"
             )
-        expected = len(self.model.inputs)
-        if len(input_shape) != expected:
+        if len(input_shape) != len(expected):
             raise ValueError(
-                f"{self.name}: expected a list of {expected} tensors "
-                f"[x_t, *states_tm1] (the cell has {expected - 1} states). "
+                f"{self.name}: expected a list of {len(expected)} tensors "
+                f"[x_t, *states_tm1] (the cell has {len(expected) - 1} states). "
                 f"Received {len(input_shape)} tensors with shapes "
                 f"{list(input_shape)}"
             )
-        for i, (want, got) in enumerate(zip(self.model.inputs, input_shape)):
+        for i, (want, got) in enumerate(zip(expected, input_shape)):
             what = "x_t" if i == 0 else f"state {i - 1}"
-            if not step_graph.shapes_compatible(want.shape[1:], got[1:]):
+            if not step_graph.shapes_compatible(want, tuple(got)[1:]):
                 raise ValueError(
                     f"{self.name}: {what} must have shape "
-                    f"{(None,) + tuple(want.shape[1:])}. Received: {tuple(got)}"
+                    f"{(None,) + tuple(want)}. Received: {tuple(got)}"
                 )
 
     def call(self, inputs, training=None):
@@ -166,7 +200,7 @@ class RNNCell(keras.layers.Layer):
         x = keras.Input(x_shape, name="x_t", dtype=dtype)
         states = [
             keras.Input(shape, name=f"state{i}_tm1", dtype=dtype)
-            for i, shape in enumerate(self.state_shape)
+            for i, shape in enumerate(self.state_shapes)
         ]
         output, *new_states = self([x, *states])
         kwargs.setdefault("dtype", self.dtype_policy)

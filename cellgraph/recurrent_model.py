@@ -380,7 +380,8 @@ class RecurrentModel(keras.layers.Layer):
         Args:
             states: `None` to restore the initial values (the
                 `state_initializer`'s, not blindly zeros), or a list of
-                arrays, one per state, of shape `(batch_size, *state_shape)`.
+                arrays, one per state, of shape `(batch_size, *shape)` (the state's
+                shape in `state_shapes`).
         """
         if not self.stateful:
             raise ValueError(
@@ -835,7 +836,7 @@ class GraphCell(RNNCell):
         self._constant_shapes = graph.constant_shapes
 
     @property
-    def state_shape(self):
+    def state_shapes(self):
         return list(self._cell_state_shapes)
 
     @property

@@ -38,7 +38,7 @@ class RecurrentSequential(RecurrentModel):
         state_sync: if `True`, all cells share one set of states: each cell
             receives the states written by the cell before it in the same
             step, and the last cell's states carry over to the next step.
-            All cells must then have the same `state_shape`.
+            All cells must then have the same `state_shapes`.
         readout: `False`, or how the stack's previous output is combined with
             the step input before the first layer: `"add"`, `"mul"`, `"avg"`
             or `"max"`. The output and the step input must have the same shape.
@@ -153,12 +153,12 @@ class RecurrentSequential(RecurrentModel):
             )
         if self.state_sync and isinstance(layer, RNNCell) and self.cells:
             first = self.cells[0]
-            if list(layer.state_shape) != list(first.state_shape):
+            if list(layer.state_shapes) != list(first.state_shapes):
                 raise ValueError(
                     "With `state_sync=True` all cells share one set of states, "
                     "so they must have the same state shapes. The first cell "
-                    f"{first.name!r} has {first.state_shape}; received "
-                    f"{layer.name!r} with {layer.state_shape}"
+                    f"{first.name!r} has {first.state_shapes}; received "
+                    f"{layer.name!r} with {layer.state_shapes}"
                 )
         self.stack.append(layer)
 
@@ -176,8 +176,8 @@ class RecurrentSequential(RecurrentModel):
         if self.step_graph is not None:
             return list(self.step_graph.state_shapes)
         if self.state_sync:
-            return list(self.cells[0].state_shape) if self.cells else []
-        return [shape for cell in self.cells for shape in cell.state_shape]
+            return list(self.cells[0].state_shapes) if self.cells else []
+        return [shape for cell in self.cells for shape in cell.state_shapes]
 
     @property
     def has_readout(self) -> bool:
@@ -203,7 +203,7 @@ class RecurrentSequential(RecurrentModel):
         if self.state_sync and self.cells:
             initial_states = [
                 keras.Input(shape, name=f"state{i}_tm1")
-                for i, shape in enumerate(self.cells[0].state_shape)
+                for i, shape in enumerate(self.cells[0].state_shapes)
             ]
             current = list(initial_states)
         for layer in self.stack:
@@ -215,7 +215,7 @@ class RecurrentSequential(RecurrentModel):
                 continue
             own = [
                 keras.Input(shape, name=f"state{len(initial_states) + i}_tm1")
-                for i, shape in enumerate(layer.state_shape)
+                for i, shape in enumerate(layer.state_shapes)
             ]
             h, *new = layer([h, *own])
             initial_states += own

@@ -18,27 +18,9 @@ from cellgraph.cell import RNNCell
 from cellgraph.cells import GRUCell, LSTMCell, SGUCell
 from cellgraph.recurrent_model import RecurrentModel
 from cellgraph.step_graph import StepGraph
-from cellgraph.systems import (
-    AddressableMemory,
-    Attention,
-    Queue,
-    RegisterMemory,
-    Stack,
-    System,
-)
+from cellgraph.systems import System
 
 CELLS = {"sgu": SGUCell, "lstm": LSTMCell, "gru": GRUCell}
-
-# The names of the states of the built-in cells and systems, for
-# `Superloop.state_names`. Other classes get "h" (one state) or "state<j>".
-_CELL_STATE_NAMES = {SGUCell: ["h"], LSTMCell: ["h", "c"], GRUCell: ["h"]}
-_SYSTEM_STATE_NAMES = {
-    Attention: ["position"],
-    RegisterMemory: ["memory"],
-    Stack: ["values", "strengths"],
-    Queue: ["values", "strengths"],
-    AddressableMemory: ["memory", "read_weights", "write_weights"],
-}
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
@@ -230,23 +212,17 @@ class Superloop(RecurrentModel):
         """The names of the states, in the order of `initial_state`."""
         names = []
         for cell in self.cells:
-            for part in _state_part_names(
-                _CELL_STATE_NAMES, cell, len(cell.state_shape)
-            ):
-                names.append(f"{cell.name}/{part}")
+            names += [f"{cell.name}/{part}" for part in cell.state_names]
         for system in self.systems:
             names.append(f"{system.name}/read")
-            for part in _state_part_names(
-                _SYSTEM_STATE_NAMES, system, len(system.state_shapes)
-            ):
-                names.append(f"{system.name}/{part}")
+            names += [f"{system.name}/{part}" for part in system.state_names]
         return names
 
     @property
     def state_shapes(self) -> list[tuple]:
         if self.step_graph is not None:
             return list(self.step_graph.state_shapes)
-        shapes = [tuple(s) for cell in self.cells for s in cell.state_shape]
+        shapes = [tuple(s) for cell in self.cells for s in cell.state_shapes]
         for system in self.systems:
             shapes.append((system.read_size,))
             shapes += [tuple(s) for s in system.state_shapes]
@@ -265,7 +241,7 @@ class Superloop(RecurrentModel):
             return super()._expand_state_initializer(num_states)
         # By default the systems' own initial states (e.g. an addressable
         # memory's heads start on the first slot); the cells' start at zeros.
-        initializers = [None] * sum(len(cell.state_shape) for cell in self.cells)
+        initializers = [None] * sum(len(cell.state_shapes) for cell in self.cells)
         for system in self.systems:
             initializers += [None, *system.state_initializers()]
         return initializers
@@ -299,7 +275,7 @@ class Superloop(RecurrentModel):
         for cell in self.cells:
             own = [
                 keras.Input(shape, name=f"{cell.name}_state{j}_tm1")
-                for j, shape in enumerate(cell.state_shape)
+                for j, shape in enumerate(cell.state_shapes)
             ]
             h, *new = cell([h, *own])
             initial_states += own
@@ -609,13 +585,3 @@ def _check_systems(systems) -> list:
             )
         seen.add(id(system))
     return list(systems)
-
-
-def _state_part_names(table: dict, layer, count: int) -> list[str]:
-    names = getattr(layer, "state_names", None)
-    if isinstance(names, (list, tuple)) and len(names) == count:
-        return list(names)
-    for cls in type(layer).__mro__:
-        if cls in table and len(table[cls]) == count:
-            return list(table[cls])
-    return ["h"] if count == 1 else [f"state{j}" for j in range(count)]

@@ -20,16 +20,9 @@ from cellgraph import cells, feedback, systems
 
 SUBPACKAGES = (cells, systems, feedback)
 
-# Examples known to fail, by id: the error they raise and why. Strict: one that
-# is fixed must leave this table. Their files are edited elsewhere (issue 16).
-BROKEN = {
-    "cellgraph.RNNCell-1": (
-        NameError,
-        "cell.py: the call contract `output, *new_states = cell([x_t, "
-        "*states_tm1])` is tagged ```python but is a signature, not an example "
-        "(NameError: name 'cell' is not defined); tag it as plain text",
-    ),
-}
+# Examples known to fail, by id: `{name: (exception, reason)}`. Strict xfails:
+# one that is fixed must leave this table. Empty: every example runs.
+BROKEN: dict = {}
 
 
 def public_objects():

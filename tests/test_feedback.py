@@ -80,7 +80,7 @@ def dense_chain_reference(xs, d1, u, d2):
 
 def test_dense_chain_on_a_static_input_equals_numpy(rng):
     chain, weights = dense_chain()
-    assert chain.state_shape == [(6,)]
+    assert chain.state_shapes == [(6,)]
     rnn = chain.get_layer(timesteps=4, return_sequences=True, return_state=True)
     x = rng.normal(size=(3, 5)).astype("float32")
     y, h = rnn(x)
@@ -121,7 +121,7 @@ def test_conv_chain_with_feature_map_states_equals_numpy(rng):
         input_shape=(6, 6, 2),
     )
     assert chain.state_names == ["low", "high"]
-    assert chain.state_shape == [(6, 6, 3), (3, 3, 4)]
+    assert chain.state_shapes == [(6, 6, 3), (3, 3, 4)]
     rnn = chain.get_layer(timesteps=3, return_sequences=True)
     x = rng.normal(size=(2, 6, 6, 2)).astype("float32")
     y = np.asarray(rnn(x))
@@ -167,7 +167,7 @@ def test_concat_merger_state_shapes_and_values(rng):
     chain = FeedbackChain(
         [d1, Merger("h", branch, op="concat"), Splitter("h"), d2], input_shape=(5,)
     )
-    assert chain.state_shape == [(7,)]
+    assert chain.state_shapes == [(7,)]
     x = rng.normal(size=(2, 4, 5)).astype("float32")
     y = chain.get_layer(return_sequences=True)(x)
     h = np.zeros((2, 7))
@@ -215,7 +215,7 @@ def test_tree_splitter_switches_to_the_previous_state(rng):
         ],
         input_shape=(4,),
     )
-    assert tree.state_shape == [(6,), (5,)]
+    assert tree.state_shapes == [(6,), (5,)]
     rnn = tree.get_layer(return_sequences=True, return_state=True)
     x = rng.normal(size=(2, 5, 4)).astype("float32")
     y, a_last, b_last = rnn(x)
@@ -277,7 +277,7 @@ def test_branch_whose_output_cannot_combine_names_both_shapes():
         input_shape=(5,),
     )
     with pytest.raises(ValueError, match=r"\(None, 3\).*\(None, 4\)"):
-        chain.state_shape  # noqa: B018
+        chain.state_shapes  # noqa: B018
     chain = FeedbackChain(
         [
             layers.Conv2D(2, 3, padding="same"),
@@ -293,7 +293,7 @@ def test_branch_whose_output_cannot_combine_names_both_shapes():
 def test_state_shapes_need_the_input_shape():
     chain = FeedbackChain([layers.Dense(3), Splitter("h")])
     with pytest.raises(ValueError, match="input_shape"):
-        chain.state_shape  # noqa: B018
+        chain.state_shapes  # noqa: B018
     with pytest.raises(ValueError, match="input_shape"):
         chain.get_layer(timesteps=2)
     with pytest.raises(ValueError, match="timesteps"):
@@ -306,7 +306,7 @@ def test_growing_state_and_wrong_call_shape_are_refused():
         input_shape=(2,),
     )
     with pytest.raises(ValueError, match="do not settle"):
-        growing.state_shape  # noqa: B018
+        growing.state_shapes  # noqa: B018
     chain = FeedbackChain([layers.Dense(3), Splitter("h")], input_shape=(2,))
     with pytest.raises(ValueError, match=r"input_shape=\(2,\)"):
         chain([keras.Input((4,)), keras.Input((3,))])
@@ -397,7 +397,7 @@ def test_cell_config_round_trip():
     assert [type(e).__name__ for e in clone.elements] == [
         type(e).__name__ for e in chain.elements
     ]
-    assert clone.state_shape == chain.state_shape == [(6,)]
+    assert clone.state_shapes == chain.state_shapes == [(6,)]
 
 
 # -- Spoerer et al. 2017 ------------------------------------------------------------

@@ -214,7 +214,7 @@ TABLE = [
             feedback.FeedbackChain(
                 [feedback.Merger("nowhere", layers.Dense(3)), layers.Dense(3)],
                 input_shape=(3,),
-            ).state_shape
+            ).state_shapes
         ),
         ValueError,
         "nowhere",
@@ -225,7 +225,7 @@ TABLE = [
             feedback.FeedbackChain(
                 [layers.Dense(3), feedback.Splitter("a"), feedback.Splitter("a")],
                 input_shape=(3,),
-            ).state_shape
+            ).state_shapes
         ),
         ValueError,
         "a",

@@ -274,7 +274,7 @@ def test_step_model_and_cell_share_weights(rng):
     rnn = cg.RecurrentModel(**spec)
     cell = rnn.get_cell()
     assert isinstance(cell, cg.RNNCell)
-    assert cell.state_shape == [(4,), (3, 4)]
+    assert cell.state_shapes == [(4,), (3, 4)]
     x = rng.random((2, 2)).astype("float32")
     states = [
         rng.random((2, 4)).astype("float32"),
@@ -291,7 +291,7 @@ def test_rnn_cell_from_model_and_get_layer(rng):
     x, h = keras.Input((4,)), keras.Input((6,))
     h_new = layers.Dense(6, activation="tanh")(layers.Concatenate()([x, h]))
     cell = cg.RNNCell.from_model(keras.Model([x, h], [h_new, h_new]))
-    assert cell.num_states == 1 and cell.state_shape == [(6,)]
+    assert cell.num_states == 1 and cell.state_shapes == [(6,)]
     layer = cell.get_layer(return_sequences=True)
     seq = rng.random((2, 5, 4)).astype("float32")
     y = np.asarray(layer(seq))

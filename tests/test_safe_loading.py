@@ -188,35 +188,29 @@ def test_the_models_hold_every_registered_cellgraph_class():
     }
     # the base class itself is abstract; RNNCell.from_model gives _ModelCell
     registry.discard("cellgraph>RNNCell")
-    # the cells' inner step layers are rebuilt from the cells' arguments, so
-    # they never appear in a saved config (their own configs: next test)
-    steps = {name for name in registry if name.endswith("Step")}
-    assert steps == {
-        f"cellgraph>_{kind}Step" for kind in ("SimpleRNN", "GRU", "LSTM", "SGU", "RHN")
-    }
+    # each built-in cell is one layer: no private step classes are registered
+    assert not [name for name in registry if name.endswith("Step")]
     found = set()
     for build in MODELS.values():
         model, _ = build()
         found |= registered_names(keras.saving.serialize_keras_object(model))
-    assert sorted(registry - steps - found) == []
+    assert sorted(registry - found) == []
 
 
-def test_cells_inner_step_layers_round_trip_their_config_in_safe_mode():
+def test_cells_round_trip_their_config_in_safe_mode():
+    # (Was: the cells' private inner step layers; each cell is now one layer.)
     model, _ = cells_in_one_step_graph()
-    cells = [layer for layer in model.layers[1].step_model.layers]
-    steps = [
+    cells = [
         layer
-        for cell in cells
-        if isinstance(cell, cg.RNNCell)
-        for layer in cell.model.layers
-        if type(layer).__name__.endswith("Step")
+        for layer in model.layers[1].step_model.layers
+        if isinstance(layer, cg.RNNCell)
     ]
-    assert len(steps) == 5
-    for step in steps:
-        serialized = keras.saving.serialize_keras_object(step)
+    assert len(cells) == 5
+    for cell in cells:
+        serialized = keras.saving.serialize_keras_object(cell)
         clone = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
-        assert type(clone) is type(step)
-        assert clone.get_config() == step.get_config()
+        assert type(clone) is type(cell)
+        assert clone.get_config() == cell.get_config()
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

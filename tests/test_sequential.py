@@ -132,7 +132,7 @@ def test_nested_stack_as_cell(rng, tmp_path):
         layers=[cg.cells.SimpleRNNCell(4, input_dim=3), cg.cells.LSTMCell(4)]
     )
     inner_cell = inner.get_cell()
-    assert inner_cell.state_shape == [(4,), (4,), (4,)]
+    assert inner_cell.state_shapes == [(4,), (4,), (4,)]
     outer = cg.RecurrentSequential(
         return_sequences=True, layers=[inner_cell, layers.Dense(2)]
     )

@@ -113,10 +113,9 @@ def _np(value):
 
 
 def _step_layer(cell):
-    (layer,) = [
-        layer for layer in cell.model.layers if hasattr(layer, "begin_sequence")
-    ]
-    return layer
+    # A built-in cell is one layer: it owns its weights and its dropout masks.
+    assert cell.model is None and hasattr(cell, "begin_sequence")
+    return cell
 
 
 def _make(kind, **kwargs):
@@ -163,7 +162,7 @@ def test_sgu_weights_layout():
         ("recurrent_kernel", (UNITS, UNITS)),
         ("bias", (2 * UNITS,)),
     ]
-    assert cell.state_shape == [(UNITS,)]
+    assert cell.state_shapes == [(UNITS,)]
     assert cell.num_states == 1
     assert len(_build(SGUCell(UNITS, use_bias=False)).weights) == 2
 
@@ -176,7 +175,7 @@ def test_rhn_weights_layout(depth):
         ("recurrent_kernel", (depth, UNITS, 2 * UNITS)),
         ("bias", (depth, 2 * UNITS)),
     ]
-    assert cell.state_shape == [(UNITS,)]
+    assert cell.state_shapes == [(UNITS,)]
     # Candidate biases start at zero, transform biases at -2.
     bias = cell.weights[2].numpy()
     np.testing.assert_array_equal(bias[:, :UNITS], 0.0)

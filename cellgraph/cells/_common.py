@@ -1,17 +1,17 @@
-"""Shared machinery of the built-in Keras-compatible cells.
+"""`KerasCell`: the shared base of the built-in cells.
 
-Three pieces live here:
+Each built-in cell (`SimpleRNNCell`, `GRUCell`, `LSTMCell`, `SGUCell`,
+`RHNCell`) is one Keras layer that owns its weights and computes one step in
+`call([x, *states]) -> [output, *new_states]`. `KerasCell` holds what they
+share:
 
-- `KerasArgsMixin`: stores, validates and serializes the constructor arguments
-  that `SimpleRNNCell`, `GRUCell` and `LSTMCell` share with their Keras
-  namesakes (units, activations, initializers, regularizers, constraints,
-  dropout rates, seed). Both the public cells and their private step layers
-  use it, so the two always agree on names, defaults and config keys.
-- `DropoutStepLayer`: the base of the private step layers that own the
-  weights. It implements Keras's recurrent dropout: one random mask per
-  sequence, reused at every timestep, created by `begin_sequence()`.
-- `KerasCell`: the `RNNCell` base of the three public cells; it builds the
-  one-step model `[x, *states] -> [output, *new_states]` around a step layer.
+- the constructor arguments they share with Keras's recurrent cells (units,
+  activation, initializers, regularizers, constraints, dropout rates, seed),
+  written once here: validated, stored, and serialized in `get_config`;
+- Keras's recurrent dropout: one random mask per sequence, drawn by
+  `begin_sequence()` and reused at every timestep;
+- the weight helpers that create `kernel`, `recurrent_kernel` and `bias`
+  with Keras's names, order and shapes.
 """
 
 from __future__ import annotations
@@ -19,25 +19,124 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph.cell import RNNCell
-
-_SERIALIZERS = {
-    "initializer": keras.initializers.serialize,
-    "regularizer": keras.regularizers.serialize,
-    "constraint": keras.constraints.serialize,
-    "activation": keras.activations.serialize,
-}
+from cellgraph.cell import RNNCell, _first_shape
 
 
-class KerasArgsMixin:
-    """Stores the arguments shared with Keras's recurrent cells.
+def check_step_input_shape(cell_name: str, input_shape) -> int:
+    """Returns the step input size; raises if `x_t` is not `(batch, dim)`."""
+    if (
+        not isinstance(input_shape, (list, tuple))
+        or len(input_shape) != 2
+        or input_shape[-1] is None
+    ):
+        raise ValueError(
+            f"{cell_name}: the step input must have shape (batch, features) "
+            f"with a known number of features. Received: input_shape="
+            f"{input_shape}"
+        )
+    return int(input_shape[-1])
 
-    Objects given as strings or config dicts are resolved with Keras's `get`
-    helpers; `_args_config()` returns them serialized with Keras's public
-    `serialize` helpers, ready for `get_config`.
+
+def project(inputs, kernel, masks):
+    """`inputs @ kernel`, with dropout masks applied to `inputs`.
+
+    With one mask per gate, column block `g` of `kernel` sees
+    `inputs * masks[g]` (Keras's `implementation=1`).
+    """
+    if masks is None:
+        return ops.matmul(inputs, kernel)
+    if len(masks) == 1:
+        return ops.matmul(inputs * masks[0], kernel)
+    kernels = ops.split(kernel, len(masks), axis=1)
+    return ops.concatenate(
+        [ops.matmul(inputs * m, k) for m, k in zip(masks, kernels, strict=True)],
+        axis=-1,
+    )
+
+
+def check_implementation(cls_name: str, implementation) -> int:
+    """Keras's `implementation` argument of `GRUCell` and `LSTMCell`: 1 or 2."""
+    if implementation not in (1, 2) or isinstance(implementation, bool):
+        raise ValueError(
+            f"{cls_name}: argument `implementation` must be 1 or 2. "
+            f"Received: implementation={implementation!r}"
+        )
+    return int(implementation)
+
+
+class KerasCell(RNNCell):
+    """Base of the built-in cells: one layer, its weights and one step.
+
+    A subclass sets `_state_names` (one name per state, each state of
+    shape `(units,)`), creates its weights in `build()` after
+    `input_dim = self.step_input_dim(input_shape)`, and computes one step in
+    `call([x, *states], training)`, drawing its dropout masks with
+    `self.dropout_masks(x, training)`.
+
+    Keras's recurrent dropout: the sequence engine calls
+    `begin_sequence(batch_size, training)` before its time loop, which draws
+    and caches the masks, and `end_sequence()` after it, which drops them.
+    A cell called in training outside the engine (one step at a time, no
+    `begin_sequence()`) draws fresh masks for that call only; call
+    `begin_sequence()` yourself to keep one mask over several manual steps.
+
+    Masks follow Keras 3: with `mask_count == 1` one input mask of shape
+    `(batch, input_dim)` and one recurrent mask of shape `(batch, units)`;
+    with `mask_count == k` (Keras's `implementation=1`, forced by a nonzero
+    `recurrent_dropout` in GRU/LSTM) `k` independent masks of each, one per
+    gate. Masks are drawn in Keras's order (all input masks, then all
+    recurrent masks) from a `keras.random.SeedGenerator(seed)`.
+
+    Args:
+        units: positive integer, dimensionality of the output space.
+        activation: activation function. Default: `"tanh"`. `None` means
+            linear.
+        use_bias: whether the cell uses a bias. Default: `True`.
+        kernel_initializer: initializer of `kernel`. Default:
+            `"glorot_uniform"`.
+        recurrent_initializer: initializer of `recurrent_kernel`. Default:
+            `"orthogonal"`.
+        bias_initializer: initializer of the bias. Default: `"zeros"`.
+        kernel_regularizer: regularizer applied to `kernel`. Default: `None`.
+        recurrent_regularizer: regularizer applied to `recurrent_kernel`.
+            Default: `None`.
+        bias_regularizer: regularizer applied to the bias. Default: `None`.
+        kernel_constraint: constraint applied to `kernel`. Default: `None`.
+        recurrent_constraint: constraint applied to `recurrent_kernel`.
+            Default: `None`.
+        bias_constraint: constraint applied to the bias. Default: `None`.
+        dropout: float in [0, 1], fraction of the input units to drop.
+            Default: 0.
+        recurrent_dropout: float in [0, 1], fraction of the recurrent state
+            units to drop. Default: 0.
+        seed: random seed for dropout.
+        input_dim: optional size of the step input (needed by
+            `get_layer()`).
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: list `[x_t, *states_tm1]`, shapes `(batch, features)` and
+            `(batch, units)` per state.
+        training: Python boolean, whether dropout is active.
+
+    Output shape:
+        list `[output_t, *states_t]`, each `(batch, units)`.
+
+    Example:
+
+    ```python
+    cell = cellgraph.cells.SimpleRNNCell(4, input_dim=8)
+    output, h = cell([np.ones((2, 8), "float32"), np.zeros((2, 4), "float32")])
+    ```
     """
 
-    # Names of the arguments that `_args_config()` serializes, in order.
+    # One name per state; each state has shape (units,).
+    _state_names: tuple[str, ...] = ("h",)
+    # Keras's SimpleRNNCell applies any rate > 0 (1.0 drops everything);
+    # its GRUCell and LSTMCell only apply rates strictly below 1.
+    _full_rate_applies = False
+
+    # The shared arguments, in the order `get_config` writes them.
     _arg_names: tuple[str, ...] = (
         "units",
         "activation",
@@ -56,24 +155,28 @@ class KerasArgsMixin:
         "seed",
     )
 
-    def _set_args(
+    def __init__(
         self,
-        units,
-        activation,
-        use_bias,
-        kernel_initializer,
-        recurrent_initializer,
-        bias_initializer,
-        kernel_regularizer,
-        recurrent_regularizer,
-        bias_regularizer,
-        kernel_constraint,
-        recurrent_constraint,
-        bias_constraint,
-        dropout,
-        recurrent_dropout,
-        seed,
+        units: int,
+        activation="tanh",
+        *,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        input_dim: int | None = None,
+        **kwargs,
     ):
+        super().__init__(input_dim=input_dim, **kwargs)
         cls = type(self).__name__
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(
@@ -84,7 +187,11 @@ class KerasArgsMixin:
             ("dropout", dropout),
             ("recurrent_dropout", recurrent_dropout),
         ):
-            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, (int, float))
+                or not 0.0 <= rate <= 1.0
+            ):
                 raise ValueError(
                     f"{cls}: argument `{name}` must be a float in [0, 1]. "
                     f"Received: {name}={rate!r}"
@@ -109,75 +216,92 @@ class KerasArgsMixin:
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
         self.seed = seed
-
-    def _args_config(self) -> dict:
-        config = {}
-        for name in self._arg_names:
-            value = getattr(self, name)
-            kind = name.rsplit("_", 1)[-1]
-            if kind in _SERIALIZERS:
-                value = _SERIALIZERS[kind](value)
-            config[name] = value
-        return config
-
-    def _args(self) -> dict:
-        """The constructor arguments as resolved objects (not serialized)."""
-        return {name: getattr(self, name) for name in self._arg_names}
-
-
-class DropoutStepLayer(KerasArgsMixin, keras.layers.Layer):
-    """Base of the private step layers: weights plus per-sequence dropout.
-
-    Keras's recurrent cells draw their dropout masks once per sequence and
-    reuse them at every timestep. Here the sequence engine calls
-    `begin_sequence(batch_size, training)` before its time loop, which draws
-    and caches the masks, and `end_sequence()` after it, which drops them.
-
-    A step layer called in training outside the engine (one step at a time,
-    no `begin_sequence()`) draws fresh masks for that call only: consecutive
-    calls then use different masks. Call `begin_sequence()` yourself to keep
-    one mask over several manual steps.
-
-    Masks follow Keras 3: with `mask_count == 1` one input mask of shape
-    `(batch, input_dim)` and one recurrent mask of shape `(batch, units)`;
-    with `mask_count == k` (Keras's `implementation=1`, forced by a nonzero
-    `recurrent_dropout` in GRU/LSTM) `k` independent masks of each, one per
-    gate. Masks are drawn in Keras's order (all input masks, then all
-    recurrent masks) from a `keras.random.SeedGenerator(seed)`.
-    """
-
-    # Keras's SimpleRNNCell applies any rate > 0 (1.0 drops everything);
-    # its GRUCell and LSTMCell only apply rates strictly below 1.
-    _full_rate_applies = False
-
-    def __init__(self, *, mask_count: int = 1, **kwargs):
-        args = {name: kwargs.pop(name) for name in self._arg_names}
-        super().__init__(**kwargs)
-        self._set_args(**args)
-        self.mask_count = mask_count
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.input_dim = None
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # Number of dropout masks per input (Keras's implementation=1: one
+        # per gate); GRUCell and LSTMCell set it from `implementation`.
+        self.mask_count = 1
         self._sequence_masks = None
 
-    # -- dropout masks ---------------------------------------------------
+    # -- states ------------------------------------------------------------
+    @property
+    def state_names(self) -> list[str]:
+        """One name per state, in the order of the call's states."""
+        return list(self._state_names)
+
+    @property
+    def state_shapes(self) -> list[tuple]:
+        """One shape per state, without the batch dimension: `(units,)`."""
+        return [(self.units,)] * len(self._state_names)
+
+    @property
+    def input_shape_hint(self) -> tuple | None:
+        if self.built:
+            return (int(self.kernel.shape[0]),)
+        return super().input_shape_hint
+
+    # -- building ----------------------------------------------------------
+    def step_input_dim(self, input_shape) -> int:
+        """Checks the shapes of `[x_t, *states_tm1]`; returns `x_t`'s size."""
+        input_dim = check_step_input_shape(self.name, _first_shape(input_shape))
+        self._check_call_shapes(input_shape, [(input_dim,), *self.state_shapes])
+        return input_dim
+
+    def add_kernels(
+        self, kernel_shape, recurrent_shape, recurrent_initializer=None
+    ) -> None:
+        """Adds `kernel` and `recurrent_kernel` (Keras's names and order)."""
+        self.kernel = self.add_weight(
+            shape=kernel_shape,
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=recurrent_shape,
+            name="recurrent_kernel",
+            initializer=recurrent_initializer or self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+
+    def add_bias(self, shape, initializer=None) -> None:
+        """Adds `bias` when `use_bias`; sets `self.bias = None` otherwise."""
+        if not self.use_bias:
+            self.bias = None
+            return
+        self.bias = self.add_weight(
+            shape=shape,
+            name="bias",
+            initializer=initializer or self.bias_initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
+        )
+
+    # -- dropout masks -----------------------------------------------------
     def _rate_applies(self, rate: float) -> bool:
         if self._full_rate_applies:
             return rate > 0.0
         return 0.0 < rate < 1.0
 
-    def _draw_masks(self, batch_size, dim: int, rate: float):
+    def _draw_masks(self, batch_size, dim: int, rate: float, count: int):
         if not self._rate_applies(rate):
             return None
         ones = ops.ones((batch_size, dim), dtype=self.compute_dtype)
         return [
             keras.random.dropout(ones, rate, seed=self.seed_generator)
-            for _ in range(self.mask_count)
+            for _ in range(count)
         ]
 
     def _draw_all_masks(self, batch_size):
+        """`(input_masks, recurrent_masks)`, each `None` or a list of masks."""
         return (
-            self._draw_masks(batch_size, self.input_dim, self.dropout),
-            self._draw_masks(batch_size, self.units, self.recurrent_dropout),
+            self._draw_masks(
+                batch_size, int(self.kernel.shape[0]), self.dropout, self.mask_count
+            ),
+            self._draw_masks(
+                batch_size, self.units, self.recurrent_dropout, self.mask_count
+            ),
         )
 
     def begin_sequence(self, batch_size, training: bool | None = None) -> None:
@@ -196,8 +320,8 @@ class DropoutStepLayer(KerasArgsMixin, keras.layers.Layer):
             return
         if not self.built:
             raise ValueError(
-                f"{self.name}: begin_sequence() was called before the layer "
-                "was built; call the step model once (symbolically) first."
+                f"{self.name}: begin_sequence() was called before the cell "
+                "was built; call the cell once (symbolically) first."
             )
         self._sequence_masks = self._draw_all_masks(batch_size)
 
@@ -205,10 +329,11 @@ class DropoutStepLayer(KerasArgsMixin, keras.layers.Layer):
         """Forgets the masks drawn by `begin_sequence()`."""
         self._sequence_masks = None
 
-    def _masks(self, x, training):
+    def dropout_masks(self, x, training):
         """Returns `(input_masks, recurrent_masks)` for one step.
 
-        Each is `None` (no dropout) or a list of `mask_count` tensors.
+        Each is `None` (no dropout) or a list of `mask_count` tensors: the
+        sequence's masks after `begin_sequence()`, fresh ones otherwise.
         """
         if training is False:
             return None, None
@@ -225,115 +350,32 @@ class DropoutStepLayer(KerasArgsMixin, keras.layers.Layer):
         else:
             super().__setattr__(name, value)
 
-    # -- weights ---------------------------------------------------------
-    def _add_kernels(self, input_dim: int, gates: int) -> None:
-        self.input_dim = input_dim
-        self.kernel = self.add_weight(
-            shape=(input_dim, gates * self.units),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, gates * self.units),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
+    # -- Layer API ---------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        batch = _first_shape(input_shape)[0]
+        return [(batch, self.units)] * (1 + len(self._state_names))
 
-    def _add_bias(self, shape, initializer=None) -> None:
-        if not self.use_bias:
-            self.bias = None
-            return
-        self.bias = self.add_weight(
-            shape=shape,
-            name="bias",
-            initializer=initializer or self.bias_initializer,
-            regularizer=self.bias_regularizer,
-            constraint=self.bias_constraint,
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._args_config())
-        config["mask_count"] = self.mask_count
-        return config
-
-
-def project(inputs, kernel, masks):
-    """`inputs @ kernel`, with dropout masks applied to `inputs`.
-
-    With one mask per gate, column block `g` of `kernel` sees
-    `inputs * masks[g]` (Keras's `implementation=1`).
-    """
-    if masks is None:
-        return ops.matmul(inputs, kernel)
-    if len(masks) == 1:
-        return ops.matmul(inputs * masks[0], kernel)
-    kernels = ops.split(kernel, len(masks), axis=1)
-    return ops.concatenate(
-        [ops.matmul(inputs * m, k) for m, k in zip(masks, kernels, strict=True)],
-        axis=-1,
-    )
-
-
-def check_step_input_shape(cell_name: str, input_shape) -> int:
-    """Returns the step input size; raises if `x_t` is not `(batch, dim)`."""
-    if len(input_shape) != 2 or input_shape[-1] is None:
-        raise ValueError(
-            f"{cell_name}: the step input must have shape (batch, features) "
-            f"with a known number of features. Received: input_shape="
-            f"{tuple(input_shape)}"
-        )
-    return int(input_shape[-1])
-
-
-class KerasCell(KerasArgsMixin, RNNCell):
-    """Base of the Keras-compatible cells: a step layer in a one-step model.
-
-    Subclasses set `_step_class` and `_num_states`, and may extend
-    `_step_kwargs()` and `get_config()` with their own arguments.
-    """
-
-    _step_class: type = DropoutStepLayer
-    _num_states = 1
-
-    def __init__(self, *, input_dim: int | None = None, **kwargs):
-        args = {name: kwargs.pop(name) for name in self._arg_names}
-        super().__init__(input_dim=input_dim, **kwargs)
-        self._set_args(**args)
-
-    @property
-    def state_shape(self) -> list[tuple]:
-        return [(self.units,)] * self._num_states
-
-    def _step_kwargs(self) -> dict:
-        return self._args()
-
-    def build_model(self, input_shape) -> keras.Model:
-        input_dim = check_step_input_shape(self.name, input_shape)
-        dtype = self.compute_dtype  # float64 cells keep float64 inputs
-        x = keras.Input((input_dim,), name="x_t", dtype=dtype)
-        states = [
-            keras.Input((self.units,), name=f"state{i}_tm1", dtype=dtype)
-            for i in range(self._num_states)
+    def compute_output_spec(self, inputs, training=None):
+        batch = inputs[0].shape[0]
+        return [
+            keras.KerasTensor((batch, self.units), dtype=self.compute_dtype)
+            for _ in range(1 + len(self._state_names))
         ]
-        step = self._step_class(
-            name=f"{self.name}_step",
-            dtype=self.dtype_policy,
-            **self._step_kwargs(),
-        )
-        new_states = step([x, *states])
-        if not isinstance(new_states, (list, tuple)):
-            new_states = [new_states]
-        new_states = list(new_states)
-        return keras.Model(
-            [x, *states], [new_states[0], *new_states], name=f"{self.name}_model"
-        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(self._args_config())
+        for name in self._arg_names:
+            value = getattr(self, name)
+            kind = name.rsplit("_", 1)[-1]
+            if kind in _SERIALIZERS:
+                value = _SERIALIZERS[kind](value)
+            config[name] = value
         return config
+
+
+_SERIALIZERS = {
+    "initializer": keras.initializers.serialize,
+    "regularizer": keras.regularizers.serialize,
+    "constraint": keras.constraints.serialize,
+    "activation": keras.activations.serialize,
+}

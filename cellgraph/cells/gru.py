@@ -5,86 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph.cells._common import DropoutStepLayer, KerasCell, project
-
-
-@keras.saving.register_keras_serializable(package="cellgraph")
-class _GRUStep(DropoutStepLayer):
-    """One GRU step with Keras's weights and gate order (z, r, h).
-
-    Called on `[x, h_tm1]`, returns `h`. With `reset_after=True` the bias has
-    shape `(2, 3 * units)` (input bias, recurrent bias) and the reset gate
-    multiplies the recurrent projection; with `reset_after=False` the bias
-    has shape `(3 * units,)` and the reset gate multiplies `h_tm1` before
-    its projection.
-    """
-
-    def __init__(
-        self,
-        units,
-        recurrent_activation="sigmoid",
-        reset_after=True,
-        **kwargs,
-    ):
-        super().__init__(units=units, **kwargs)
-        self.recurrent_activation = keras.activations.get(recurrent_activation)
-        self.reset_after = bool(reset_after)
-
-    def build(self, input_shape):
-        self._add_kernels(int(input_shape[0][-1]), gates=3)
-        if self.reset_after:
-            self._add_bias((2, 3 * self.units))
-        else:
-            self._add_bias((3 * self.units,))
-
-    def call(self, inputs, training=None):
-        x, h_tm1 = inputs
-        u = self.units
-        x_masks, h_masks = self._masks(x, training)
-        if self.bias is None:
-            input_bias = recurrent_bias = None
-        elif self.reset_after:
-            input_bias, recurrent_bias = self.bias[0], self.bias[1]
-        else:
-            input_bias, recurrent_bias = self.bias, None
-
-        matrix_x = project(x, self.kernel, x_masks)
-        if input_bias is not None:
-            matrix_x = ops.add(matrix_x, input_bias)
-        x_z, x_r, x_h = ops.split(matrix_x, 3, axis=-1)
-
-        if self.reset_after:
-            matrix_h = project(h_tm1, self.recurrent_kernel, h_masks)
-            if recurrent_bias is not None:
-                matrix_h = ops.add(matrix_h, recurrent_bias)
-            h_z, h_r, h_h = ops.split(matrix_h, 3, axis=-1)
-        else:
-            zr_masks = h_masks
-            if h_masks is not None and len(h_masks) > 1:
-                zr_masks = h_masks[:2]
-            matrix_h = project(h_tm1, self.recurrent_kernel[:, : 2 * u], zr_masks)
-            h_z, h_r = ops.split(matrix_h, 2, axis=-1)
-
-        z = self.recurrent_activation(x_z + h_z)
-        r = self.recurrent_activation(x_r + h_r)
-        if self.reset_after:
-            candidate = x_h + r * h_h
-        else:
-            h_for_h = h_tm1 if h_masks is None else h_tm1 * h_masks[-1]
-            candidate = x_h + ops.matmul(r * h_for_h, self.recurrent_kernel[:, 2 * u :])
-        hh = self.activation(candidate)
-        return z * h_tm1 + (1.0 - z) * hh
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.units)
-
-    def get_config(self):
-        config = super().get_config()
-        config["recurrent_activation"] = keras.activations.serialize(
-            self.recurrent_activation
-        )
-        config["reset_after"] = self.reset_after
-        return config
+from cellgraph.cells._common import KerasCell, check_implementation, project
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
@@ -134,8 +55,10 @@ class GRUCell(KerasCell):
         seed: random seed for dropout.
         input_dim: optional size of the step input (needed by
             `get_layer()`).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...), and
-            Keras's `implementation` (1: one dropout mask per gate).
+        implementation: Keras's `implementation`, 1 or 2: with 1, one
+            dropout mask per gate (3); forced to 1 by a nonzero
+            `recurrent_dropout`, as in Keras. Default: 2.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: list `[x_t, h_tm1]`, shapes `(batch, features)` and
@@ -154,61 +77,67 @@ class GRUCell(KerasCell):
     ```
     """
 
-    _step_class = _GRUStep
-
     def __init__(
         self,
         units: int,
         activation="tanh",
         recurrent_activation="sigmoid",
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
+        *,
         reset_after: bool = True,
-        seed: int | None = None,
-        input_dim: int | None = None,
+        implementation: int = 2,
         **kwargs,
     ):
-        implementation = kwargs.pop("implementation", 2)
-        super().__init__(
-            units=units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            input_dim=input_dim,
-            **kwargs,
-        )
+        super().__init__(units, activation, **kwargs)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
         self.reset_after = bool(reset_after)
+        implementation = check_implementation(type(self).__name__, implementation)
         self.implementation = 1 if self.recurrent_dropout else implementation
+        self.mask_count = 3 if self.implementation == 1 else 1
 
-    def _step_kwargs(self) -> dict:
-        return {
-            **super()._step_kwargs(),
-            "recurrent_activation": self.recurrent_activation,
-            "reset_after": self.reset_after,
-            "mask_count": 3 if self.implementation == 1 else 1,
-        }
+    def build(self, input_shape):
+        input_dim = self.step_input_dim(input_shape)
+        u = self.units
+        self.add_kernels((input_dim, 3 * u), (u, 3 * u))
+        self.add_bias((2, 3 * u) if self.reset_after else (3 * u,))
+
+    def call(self, inputs, training=None):
+        x, h_tm1 = inputs
+        u = self.units
+        x_masks, h_masks = self.dropout_masks(x, training)
+        if self.bias is None:
+            input_bias = recurrent_bias = None
+        elif self.reset_after:
+            input_bias, recurrent_bias = self.bias[0], self.bias[1]
+        else:
+            input_bias, recurrent_bias = self.bias, None
+
+        matrix_x = project(x, self.kernel, x_masks)
+        if input_bias is not None:
+            matrix_x = ops.add(matrix_x, input_bias)
+        x_z, x_r, x_h = ops.split(matrix_x, 3, axis=-1)
+
+        if self.reset_after:
+            matrix_h = project(h_tm1, self.recurrent_kernel, h_masks)
+            if recurrent_bias is not None:
+                matrix_h = ops.add(matrix_h, recurrent_bias)
+            h_z, h_r, h_h = ops.split(matrix_h, 3, axis=-1)
+        else:
+            zr_masks = h_masks
+            if h_masks is not None and len(h_masks) > 1:
+                zr_masks = h_masks[:2]
+            matrix_h = project(h_tm1, self.recurrent_kernel[:, : 2 * u], zr_masks)
+            h_z, h_r = ops.split(matrix_h, 2, axis=-1)
+
+        z = self.recurrent_activation(x_z + h_z)
+        r = self.recurrent_activation(x_r + h_r)
+        if self.reset_after:
+            candidate = x_h + r * h_h
+        else:
+            h_for_h = h_tm1 if h_masks is None else h_tm1 * h_masks[-1]
+            candidate = x_h + ops.matmul(r * h_for_h, self.recurrent_kernel[:, 2 * u :])
+        hh = self.activation(candidate)
+        h = z * h_tm1 + (1.0 - z) * hh
+        return [h, h]
 
     def get_config(self):
         config = super().get_config()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph.cells._common import DropoutStepLayer, KerasCell, project
+from cellgraph.cells._common import KerasCell, check_implementation, project
 
 
 def lstm_gates(z, c_tm1, activation, recurrent_activation):
@@ -16,62 +16,6 @@ def lstm_gates(z, c_tm1, activation, recurrent_activation):
     c = f * c_tm1 + i * activation(z_c)
     o = recurrent_activation(z_o)
     return [o * activation(c), c]
-
-
-@keras.saving.register_keras_serializable(package="cellgraph")
-class _LSTMStep(DropoutStepLayer):
-    """One LSTM step with Keras's weights and gate order (i, f, c, o).
-
-    Called on `[x, h_tm1, c_tm1]`, returns `[h, c]`.
-    """
-
-    def __init__(
-        self,
-        units,
-        recurrent_activation="sigmoid",
-        unit_forget_bias=True,
-        **kwargs,
-    ):
-        super().__init__(units=units, **kwargs)
-        self.recurrent_activation = keras.activations.get(recurrent_activation)
-        self.unit_forget_bias = bool(unit_forget_bias)
-
-    def _forget_bias_initializer(self, shape, dtype=None):
-        # Keras's layout: [bias_init(u), ones(u), bias_init(2u)].
-        u = self.units
-        return ops.concatenate(
-            [
-                self.bias_initializer((u,), dtype=dtype),
-                keras.initializers.Ones()((u,), dtype=dtype),
-                self.bias_initializer((2 * u,), dtype=dtype),
-            ]
-        )
-
-    def build(self, input_shape):
-        self._add_kernels(int(input_shape[0][-1]), gates=4)
-        initializer = self._forget_bias_initializer if self.unit_forget_bias else None
-        self._add_bias((4 * self.units,), initializer)
-
-    def call(self, inputs, training=None):
-        x, h_tm1, c_tm1 = inputs
-        x_masks, h_masks = self._masks(x, training)
-        z = project(x, self.kernel, x_masks)
-        z = ops.add(z, project(h_tm1, self.recurrent_kernel, h_masks))
-        if self.bias is not None:
-            z = ops.add(z, self.bias)
-        return lstm_gates(z, c_tm1, self.activation, self.recurrent_activation)
-
-    def compute_output_shape(self, input_shape):
-        shape = (input_shape[0][0], self.units)
-        return [shape, shape]
-
-    def get_config(self):
-        config = super().get_config()
-        config["recurrent_activation"] = keras.activations.serialize(
-            self.recurrent_activation
-        )
-        config["unit_forget_bias"] = self.unit_forget_bias
-        return config
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
@@ -120,8 +64,10 @@ class LSTMCell(KerasCell):
         seed: random seed for dropout.
         input_dim: optional size of the step input (needed by
             `get_layer()`).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...), and
-            Keras's `implementation` (1: one dropout mask per gate).
+        implementation: Keras's `implementation`, 1 or 2: with 1, one
+            dropout mask per gate (4); forced to 1 by a nonzero
+            `recurrent_dropout`, as in Keras. Default: 2.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: list `[x_t, h_tm1, c_tm1]`, shapes `(batch, features)`,
@@ -141,62 +87,52 @@ class LSTMCell(KerasCell):
     ```
     """
 
-    _step_class = _LSTMStep
-    _num_states = 2
+    _state_names = ("h", "c")
 
     def __init__(
         self,
         units: int,
         activation="tanh",
         recurrent_activation="sigmoid",
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
+        *,
         unit_forget_bias: bool = True,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        seed: int | None = None,
-        input_dim: int | None = None,
+        implementation: int = 2,
         **kwargs,
     ):
-        implementation = kwargs.pop("implementation", 2)
-        super().__init__(
-            units=units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            input_dim=input_dim,
-            **kwargs,
-        )
+        super().__init__(units, activation, **kwargs)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
+        implementation = check_implementation(type(self).__name__, implementation)
         self.implementation = 1 if self.recurrent_dropout else implementation
+        self.mask_count = 4 if self.implementation == 1 else 1
 
-    def _step_kwargs(self) -> dict:
-        return {
-            **super()._step_kwargs(),
-            "recurrent_activation": self.recurrent_activation,
-            "unit_forget_bias": self.unit_forget_bias,
-            "mask_count": 4 if self.implementation == 1 else 1,
-        }
+    def _forget_bias_initializer(self, shape, dtype=None):
+        # Keras's layout: [bias_init(u), ones(u), bias_init(2u)].
+        u = self.units
+        return ops.concatenate(
+            [
+                self.bias_initializer((u,), dtype=dtype),
+                keras.initializers.Ones()((u,), dtype=dtype),
+                self.bias_initializer((2 * u,), dtype=dtype),
+            ]
+        )
+
+    def build(self, input_shape):
+        input_dim = self.step_input_dim(input_shape)
+        u = self.units
+        self.add_kernels((input_dim, 4 * u), (u, 4 * u))
+        initializer = self._forget_bias_initializer if self.unit_forget_bias else None
+        self.add_bias((4 * u,), initializer)
+
+    def call(self, inputs, training=None):
+        x, h_tm1, c_tm1 = inputs
+        x_masks, h_masks = self.dropout_masks(x, training)
+        z = project(x, self.kernel, x_masks)
+        z = ops.add(z, project(h_tm1, self.recurrent_kernel, h_masks))
+        if self.bias is not None:
+            z = ops.add(z, self.bias)
+        h, c = lstm_gates(z, c_tm1, self.activation, self.recurrent_activation)
+        return [h, h, c]
 
     def get_config(self):
         config = super().get_config()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph.cells._common import DropoutStepLayer, KerasCell, project
+from cellgraph.cells._common import KerasCell, project
 
 
 def _check_depth(cls_name: str, recurrence_depth) -> int:
@@ -49,109 +49,6 @@ def _slice_initializers(initializer, count: int) -> list:
                 copy = type(initializer).from_config(config)
         copies.append(copy)
     return copies
-
-
-@keras.saving.register_keras_serializable(package="cellgraph")
-class _RHNStep(DropoutStepLayer):
-    """One RHN step: `recurrence_depth` highway layers with coupled gates.
-
-    Owns `kernel` `(input_dim, 2 * units)` = `[W_H | W_T]`,
-    `recurrent_kernel` `(depth, units, 2 * units)` = `[R_H^l | R_T^l]` and
-    `bias` `(depth, 2 * units)` = `[b_H^l | b_T^l]`. Called on
-    `[x, h_tm1]`, returns `s_L`.
-    """
-
-    def __init__(
-        self,
-        units,
-        recurrence_depth=1,
-        transform_bias_initializer=-2.0,
-        **kwargs,
-    ):
-        super().__init__(units=units, **kwargs)
-        self.recurrence_depth = _check_depth(type(self).__name__, recurrence_depth)
-        self.transform_bias_initializer = _get_transform_initializer(
-            transform_bias_initializer
-        )
-
-    # -- weights ---------------------------------------------------------
-    def _recurrent_kernel_initializer(self, shape, dtype=None):
-        # One (units, 2 * units) matrix per depth, so that e.g. "orthogonal"
-        # holds within each highway layer.
-        initializers = _slice_initializers(self.recurrent_initializer, shape[0])
-        return ops.stack([init(tuple(shape[1:]), dtype=dtype) for init in initializers])
-
-    def _highway_bias_initializer(self, shape, dtype=None):
-        u = self.units
-        rows = [
-            ops.concatenate([h_init((u,), dtype=dtype), t_init((u,), dtype=dtype)])
-            for h_init, t_init in zip(
-                _slice_initializers(self.bias_initializer, shape[0]),
-                _slice_initializers(self.transform_bias_initializer, shape[0]),
-            )
-        ]
-        return ops.stack(rows)
-
-    def build(self, input_shape):
-        self.input_dim = int(input_shape[0][-1])
-        u, depth = self.units, self.recurrence_depth
-        self.kernel = self.add_weight(
-            shape=(self.input_dim, 2 * u),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(depth, u, 2 * u),
-            name="recurrent_kernel",
-            initializer=self._recurrent_kernel_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
-        self._add_bias((depth, 2 * u), self._highway_bias_initializer)
-
-    # -- dropout: one input mask, one recurrent mask per depth -------------
-    def _draw_all_masks(self, batch_size):
-        x_masks = self._draw_masks(batch_size, self.input_dim, self.dropout)
-        h_masks = None
-        if self._rate_applies(self.recurrent_dropout):
-            ones = ops.ones((batch_size, self.units), dtype=self.compute_dtype)
-            h_masks = [
-                keras.random.dropout(
-                    ones, self.recurrent_dropout, seed=self.seed_generator
-                )
-                for _ in range(self.recurrence_depth)
-            ]
-        return x_masks, h_masks
-
-    def call(self, inputs, training=None):
-        x, s = inputs
-        x_masks, h_masks = self._masks(x, training)
-        x_proj = project(x, self.kernel, x_masks)
-        for depth in range(self.recurrence_depth):
-            masks = None if h_masks is None else [h_masks[depth]]
-            z = project(s, self.recurrent_kernel[depth], masks)
-            if depth == 0:
-                z = z + x_proj
-            if self.bias is not None:
-                z = ops.add(z, self.bias[depth])
-            z_h, z_t = ops.split(z, 2, axis=-1)
-            h = self.activation(z_h)
-            t = ops.sigmoid(z_t)
-            s = h * t + s * (1.0 - t)
-        return s
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.units)
-
-    def get_config(self):
-        config = super().get_config()
-        config["recurrence_depth"] = self.recurrence_depth
-        config["transform_bias_initializer"] = keras.initializers.serialize(
-            self.transform_bias_initializer
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
@@ -236,60 +133,75 @@ class RHNCell(KerasCell):
     ```
     """
 
-    _step_class = _RHNStep
-
     def __init__(
         self,
         units: int,
         recurrence_depth: int,
         activation="tanh",
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
+        *,
         transform_bias_initializer=-2.0,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        seed: int | None = None,
-        input_dim: int | None = None,
         **kwargs,
     ):
-        super().__init__(
-            units=units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            input_dim=input_dim,
-            **kwargs,
-        )
+        super().__init__(units, activation, **kwargs)
         self.recurrence_depth = _check_depth(type(self).__name__, recurrence_depth)
         self.transform_bias_initializer = _get_transform_initializer(
             transform_bias_initializer
         )
 
-    def _step_kwargs(self) -> dict:
-        return {
-            **super()._step_kwargs(),
-            "recurrence_depth": self.recurrence_depth,
-            "transform_bias_initializer": self.transform_bias_initializer,
-        }
+    # -- weights ---------------------------------------------------------
+    def _recurrent_kernel_initializer(self, shape, dtype=None):
+        # One (units, 2 * units) matrix per depth, so that e.g. "orthogonal"
+        # holds within each highway layer.
+        initializers = _slice_initializers(self.recurrent_initializer, shape[0])
+        return ops.stack([init(tuple(shape[1:]), dtype=dtype) for init in initializers])
+
+    def _highway_bias_initializer(self, shape, dtype=None):
+        u = self.units
+        rows = [
+            ops.concatenate([h_init((u,), dtype=dtype), t_init((u,), dtype=dtype)])
+            for h_init, t_init in zip(
+                _slice_initializers(self.bias_initializer, shape[0]),
+                _slice_initializers(self.transform_bias_initializer, shape[0]),
+            )
+        ]
+        return ops.stack(rows)
+
+    def build(self, input_shape):
+        input_dim = self.step_input_dim(input_shape)
+        u, depth = self.units, self.recurrence_depth
+        self.add_kernels(
+            (input_dim, 2 * u),
+            (depth, u, 2 * u),
+            recurrent_initializer=self._recurrent_kernel_initializer,
+        )
+        self.add_bias((depth, 2 * u), self._highway_bias_initializer)
+
+    # -- dropout: one input mask, one recurrent mask per depth -------------
+    def _draw_all_masks(self, batch_size):
+        input_dim = int(self.kernel.shape[0])
+        return (
+            self._draw_masks(batch_size, input_dim, self.dropout, 1),
+            self._draw_masks(
+                batch_size, self.units, self.recurrent_dropout, self.recurrence_depth
+            ),
+        )
+
+    def call(self, inputs, training=None):
+        x, s = inputs
+        x_masks, h_masks = self.dropout_masks(x, training)
+        x_proj = project(x, self.kernel, x_masks)
+        for depth in range(self.recurrence_depth):
+            masks = None if h_masks is None else [h_masks[depth]]
+            z = project(s, self.recurrent_kernel[depth], masks)
+            if depth == 0:
+                z = z + x_proj
+            if self.bias is not None:
+                z = ops.add(z, self.bias[depth])
+            z_h, z_t = ops.split(z, 2, axis=-1)
+            h = self.activation(z_h)
+            t = ops.sigmoid(z_t)
+            s = h * t + s * (1.0 - t)
+        return [s, s]
 
     def get_config(self):
         config = super().get_config()

@@ -5,58 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph.cells._common import DropoutStepLayer, KerasCell, project
-
-
-@keras.saving.register_keras_serializable(package="cellgraph")
-class _SGUStep(DropoutStepLayer):
-    """One SGU step: `out = f * h_tm1 + (1 - f) * activation(x·W3 + b3)`.
-
-    The gate is `f = gate_activation(x·W2 + h_tm1·W1 + b_f)`. Owns
-    `kernel` `(input_dim, 2 * units)` = `[W2 | W3]`, `recurrent_kernel`
-    `(units, units)` = `W1` and `bias` `(2 * units,)` = `[b_f | b3]`.
-    Called on `[x, h_tm1]`, returns `out`.
-    """
-
-    def __init__(self, units, gate_activation="hard_sigmoid", **kwargs):
-        super().__init__(units=units, **kwargs)
-        self.gate_activation = keras.activations.get(gate_activation)
-
-    def build(self, input_shape):
-        self.input_dim = int(input_shape[0][-1])
-        self.kernel = self.add_weight(
-            shape=(self.input_dim, 2 * self.units),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, self.units),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
-        self._add_bias((2 * self.units,))
-
-    def call(self, inputs, training=None):
-        x, h_tm1 = inputs
-        x_masks, h_masks = self._masks(x, training)
-        z = project(x, self.kernel, x_masks)
-        if self.bias is not None:
-            z = ops.add(z, self.bias)
-        z_f, z_c = ops.split(z, 2, axis=-1)
-        f = self.gate_activation(z_f + project(h_tm1, self.recurrent_kernel, h_masks))
-        return f * h_tm1 + (1.0 - f) * self.activation(z_c)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.units)
-
-    def get_config(self):
-        config = super().get_config()
-        config["gate_activation"] = keras.activations.serialize(self.gate_activation)
-        return config
+from cellgraph.cells._common import KerasCell, project
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
@@ -139,52 +88,32 @@ class SGUCell(KerasCell):
     ```
     """
 
-    _step_class = _SGUStep
-
     def __init__(
         self,
         units: int,
         activation="tanh",
         gate_activation="hard_sigmoid",
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        seed: int | None = None,
-        input_dim: int | None = None,
         **kwargs,
     ):
-        super().__init__(
-            units=units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            input_dim=input_dim,
-            **kwargs,
-        )
+        super().__init__(units, activation, **kwargs)
         self.gate_activation = keras.activations.get(gate_activation)
 
-    def _step_kwargs(self) -> dict:
-        return {**super()._step_kwargs(), "gate_activation": self.gate_activation}
+    def build(self, input_shape):
+        input_dim = self.step_input_dim(input_shape)
+        u = self.units
+        self.add_kernels((input_dim, 2 * u), (u, u))
+        self.add_bias((2 * u,))
+
+    def call(self, inputs, training=None):
+        x, h_tm1 = inputs
+        x_masks, h_masks = self.dropout_masks(x, training)
+        z = project(x, self.kernel, x_masks)
+        if self.bias is not None:
+            z = ops.add(z, self.bias)
+        z_f, z_c = ops.split(z, 2, axis=-1)
+        f = self.gate_activation(z_f + project(h_tm1, self.recurrent_kernel, h_masks))
+        out = f * h_tm1 + (1.0 - f) * self.activation(z_c)
+        return [out, out]
 
     def get_config(self):
         config = super().get_config()

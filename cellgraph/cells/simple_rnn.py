@@ -5,40 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph.cells._common import DropoutStepLayer, KerasCell, project
-
-
-@keras.saving.register_keras_serializable(package="cellgraph")
-class _SimpleRNNStep(DropoutStepLayer):
-    """One step of a simple RNN: `h = activation(x·W + h_tm1·U + b)`.
-
-    Owns `kernel`, `recurrent_kernel` and `bias`, created in the order and
-    with the shapes of `keras.layers.SimpleRNNCell`. Called on `[x, h_tm1]`,
-    returns `h`.
-    """
-
-    _full_rate_applies = True
-
-    def __init__(self, units, **kwargs):
-        super().__init__(units=units, **kwargs)
-
-    def build(self, input_shape):
-        self._add_kernels(int(input_shape[0][-1]), gates=1)
-        self._add_bias((self.units,))
-
-    def call(self, inputs, training=None):
-        x, h_tm1 = inputs
-        x_masks, h_masks = self._masks(x, training)
-        h = project(x, self.kernel, x_masks)
-        if self.bias is not None:
-            h = ops.add(h, self.bias)
-        h = h + project(h_tm1, self.recurrent_kernel, h_masks)
-        if self.activation is not None:
-            h = self.activation(h)
-        return h
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.units)
+from cellgraph.cells._common import KerasCell, project
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
@@ -52,7 +19,7 @@ class SimpleRNNCell(KerasCell):
 
     Dropout follows Keras: in training, one input mask and one recurrent
     mask are drawn per sequence and reused at every timestep (see
-    `DropoutStepLayer` in `cellgraph/cells/_common.py`).
+    `KerasCell` in `cellgraph/cells/_common.py`).
 
     Args:
         units: positive integer, dimensionality of the output space.
@@ -98,44 +65,20 @@ class SimpleRNNCell(KerasCell):
     ```
     """
 
-    _step_class = _SimpleRNNStep
+    _full_rate_applies = True
 
-    def __init__(
-        self,
-        units: int,
-        activation="tanh",
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        seed: int | None = None,
-        input_dim: int | None = None,
-        **kwargs,
-    ):
-        super().__init__(
-            units=units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            input_dim=input_dim,
-            **kwargs,
-        )
+    def build(self, input_shape):
+        input_dim = self.step_input_dim(input_shape)
+        self.add_kernels((input_dim, self.units), (self.units, self.units))
+        self.add_bias((self.units,))
+
+    def call(self, inputs, training=None):
+        x, h_tm1 = inputs
+        x_masks, h_masks = self.dropout_masks(x, training)
+        h = project(x, self.kernel, x_masks)
+        if self.bias is not None:
+            h = ops.add(h, self.bias)
+        h = h + project(h_tm1, self.recurrent_kernel, h_masks)
+        if self.activation is not None:
+            h = self.activation(h)
+        return [h, h]

@@ -60,7 +60,7 @@ class FeedbackChain(RNNCell):
             Splitter names must be unique; every Merger must name a Splitter
             of the chain (before or after it).
         input_shape: shape of the step input without batch dimension, e.g.
-            `(28, 28, 1)`. Needed by `get_layer()` and `state_shape` before
+            `(28, 28, 1)`. Needed by `get_layer()` and `state_shapes` before
             the cell is called.
         **kwargs: `RNNCell` keyword arguments (`name`, `dtype`, ...).
 
@@ -123,7 +123,7 @@ class FeedbackChain(RNNCell):
         return self._step_input_shape
 
     @property
-    def state_shape(self) -> list[tuple]:
+    def state_shapes(self) -> list[tuple]:
         """One shape per Splitter (without batch), found by a shape pass."""
         if self.model is None:
             if self._step_input_shape is None:

@@ -59,6 +59,10 @@ class PushPopMemory(System):
         return [(self.capacity, self.width), (self.capacity,)]
 
     @property
+    def state_names(self):
+        return ["values", "strengths"]
+
+    @property
     def read_size(self):
         return self.width
 

@@ -120,6 +120,10 @@ class AddressableMemory(System):
         ]
 
     @property
+    def state_names(self):
+        return ["memory", "read_weights", "write_weights"]
+
+    @property
     def read_size(self):
         return self.read_heads * self.width
 

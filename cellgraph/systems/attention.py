@@ -95,6 +95,10 @@ class Attention(System):
         return [(1,)]
 
     @property
+    def state_names(self):
+        return ["position"]
+
+    @property
     def constant_shapes(self):
         return [(self.datapoints, self.width)]
 

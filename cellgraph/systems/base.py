@@ -59,7 +59,7 @@ class System(keras.layers.Layer):
     `control_size`; use it for custom controllers and exact tests.
 
     Subclasses define `control_layout`, `state_shapes`, `read_size`,
-    optionally `constant_shapes`, `state_initializers()` and
+    optionally `state_names`, `constant_shapes`, `state_initializers()` and
     `activate_projection()`, and implement `transition()`.
 
     Args:
@@ -139,6 +139,16 @@ class System(keras.layers.Layer):
     def state_shapes(self) -> list[tuple]:
         """Shapes of the system's states, without the batch dimension."""
         raise NotImplementedError
+
+    @property
+    def state_names(self) -> list[str]:
+        """One name per state: `["h"]` for one state, else `["state0", ...]`.
+
+        The built-in systems name theirs (e.g. `["memory"]`); `Superloop`
+        uses them in its `state_names`.
+        """
+        count = len(self.state_shapes)
+        return ["h"] if count == 1 else [f"state{j}" for j in range(count)]
 
     @property
     def constant_shapes(self) -> list[tuple]:

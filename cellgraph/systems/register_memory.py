@@ -69,6 +69,10 @@ class RegisterMemory(System):
         return [(self.depth, self.width)]
 
     @property
+    def state_names(self):
+        return ["memory"]
+
+    @property
     def read_size(self):
         return self.width
 
