@@ -707,6 +707,21 @@ class RecurrentModel(keras.layers.Layer):
         """Config entries that describe the step graph (builders: their parts)."""
         graph = self._step_graph
         config = _options.serialize_shared(self.step_model)
+        cell = _sole_cell(self.step_model, config, graph.layout)
+        if cell is not None:
+            # Rebuilt by calling the cell when loading, not by replaying the
+            # graph: one cell in two such layers (tied weights) then loads.
+            return {
+                "cell": _options.serialize_shared(cell),
+                "step_inputs": [
+                    {"shape": list(t.shape[1:]), "dtype": t.dtype, "name": n[0]}
+                    for t, n in zip(
+                        self.step_model.inputs, config["config"]["input_layers"]
+                    )
+                ],
+                **graph.layout.get_config(),
+                "multi_input": graph.multi_input,
+            }
         return {
             "step_model": config,
             **graph.layout.get_config(),
@@ -722,15 +737,27 @@ class RecurrentModel(keras.layers.Layer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        model = _options.deserialize_part(
-            config.pop("step_model"), config.get("name", cls.__name__), custom_objects
-        )
         layout = GraphLayout(
             **{
                 key: config.pop(key)
                 for key in ("num_inputs", "num_states", "num_constants", "has_readout")
             }
         )
+        owner = config.get("name", cls.__name__)
+        cell, specs = config.pop("cell", None), config.pop("step_inputs", None)
+        if "step_model" in config or cell is None:
+            model = _options.deserialize_part(
+                config.pop("step_model", None), owner, custom_objects
+            )
+        else:
+            cell = _options.deserialize_part(cell, owner, custom_objects)
+            inputs = [
+                keras.Input(
+                    tuple(spec["shape"]), dtype=spec["dtype"], name=spec["name"]
+                )
+                for spec in specs
+            ]
+            model = keras.Model(inputs, list(cell(inputs)))
         graph = StepGraph.from_model(model, layout, config.pop("multi_input"))
         config["state_initializer"] = _options.deserialize_initializers(
             config["state_initializer"]
@@ -744,6 +771,39 @@ def _call_shape(inputs):
     if len(xs) == 1:
         return tuple(xs[0].shape)
     return [tuple(x.shape) for x in xs]
+
+
+def _sole_cell(step_model, config, layout):
+    """The cell, when the step graph is one `RNNCell` called on `[x, *states]`.
+
+    That is the graph of `cell.get_layer()`. Read from the step model's
+    config: its only layer besides the Inputs is the cell, called once on the
+    inputs in order, and the outputs are the cell's, in order.
+    """
+    if layout.num_inputs != 1 or layout.num_constants or layout.has_readout:
+        return None
+    inner = config.get("config", {})
+    entries = [
+        e for e in inner.get("layers", []) if e.get("class_name") != "InputLayer"
+    ]
+    cells = [layer for layer in step_model.layers if isinstance(layer, RNNCell)]
+    if len(entries) != 1 or len(cells) != 1 or entries[0].get("name") != cells[0].name:
+        return None
+    nodes = entries[0].get("inbound_nodes") or []
+    if len(nodes) != 1 or nodes[0].get("kwargs"):
+        return None
+    args = nodes[0].get("args") or [[]]
+    try:
+        history = [arg["config"]["keras_history"] for arg in args[0]]
+    except (KeyError, TypeError):
+        return None
+    inputs = [list(item) for item in inner.get("input_layers", [])]
+    outputs = [list(item) for item in inner.get("output_layers", [])]
+    name = cells[0].name
+    expected_outputs = [[name, 0, i] for i in range(1 + layout.num_states)]
+    if [list(h) for h in history] != inputs or outputs != expected_outputs:
+        return None
+    return cells[0]
 
 
 def _refuse_losses_added_in_the_loop(name, step_layers):

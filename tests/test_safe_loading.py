@@ -399,6 +399,13 @@ CASES = {
         TypeError,
         r"Could not locate class 'system'",
     ),
+    "cell_os_system": (
+        "from_model",
+        RM,
+        put("cell", OS_SYSTEM),
+        TypeError,
+        r"Could not locate class 'system'",
+    ),
     "graph_cell_step_model_eval": (
         "graph_cell",
         GRAPH_CELL,

@@ -73,10 +73,23 @@ def test_layer_in_the_step_graph_and_the_outer_model_loads(tmp_path):
     round_trip(keras.Model(x, dense(rnn(x))), tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason=KERAS_NODE_LIMIT)
-def test_one_cell_in_two_step_graphs_loads(tmp_path):
+def test_one_cell_in_two_sequence_layers_loads_with_tied_weights(tmp_path):
     cell = cg.cells.GRUCell(3, input_dim=3, name="shared_gru")
     a = cell.get_layer(return_sequences=True)
     b = cell.get_layer(return_sequences=True)
     x = keras.Input((5, 3))
-    round_trip(keras.Model(x, b(a(x))), tmp_path)
+    loaded = round_trip(keras.Model(x, b(a(x))), tmp_path)
+    first, second = loaded.layers[1], loaded.layers[2]
+    cells = [
+        [la for la in rnn.step_model.layers if la.name == "shared_gru"][0]
+        for rnn in (first, second)
+    ]
+    assert cells[0] is cells[1]  # one cell, one set of weights
+
+
+def test_a_cell_layer_is_saved_as_its_cell(tmp_path):
+    rnn = cg.cells.LSTMCell(3, input_dim=3).get_layer(return_sequences=True)
+    config = rnn.get_config()
+    assert "cell" in config and "step_model" not in config
+    x = keras.Input((5, 3))
+    round_trip(keras.Model(x, rnn(x)), tmp_path)
