@@ -371,3 +371,32 @@ def test_decode_returns_the_sequence_by_default():
     assert last(np.zeros((2, 20), "float32")).shape == (2, 6)
     plain = cg.RecurrentModel(**_simple_graph())
     assert plain(np.zeros((2, 5, 3), "float32")).shape == (2, 4)
+
+
+def test_training_in_one_thread_leaves_inference_in_another_unchanged(rng):
+    """A cell's per-sequence dropout masks belong to the thread that drew them."""
+    rnn = cg.cells.GRUCell(
+        4, input_dim=3, dropout=0.5, recurrent_dropout=0.5
+    ).get_layer()
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    want = ops.convert_to_numpy(rnn(x, training=False))
+    results, errors, stop = [], [], threading.Event()
+
+    def train():
+        try:
+            while not stop.is_set():
+                rnn(x, training=True)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    try:
+        for _ in range(20):
+            results.append(ops.convert_to_numpy(rnn(x, training=False)))
+    finally:
+        stop.set()
+        trainer.join()
+    assert not errors, errors
+    for got in results:
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -334,7 +334,8 @@ def test_dropout_step_uses_the_sequence_masks(name):
     step = _step_layer(cell)
     step.begin_sequence(BATCH, training=True)
     try:
-        x_masks, h_masks = ([_np(m) for m in masks] for masks in step._sequence_masks)
+        sequence_masks = step.dropout_masks(x, training=True)
+        x_masks, h_masks = ([_np(m) for m in masks] for masks in sequence_masks)
         first = _np(cell([x, h], training=True)[0])
         second = _np(cell([x, h], training=True)[0])
     finally:

@@ -16,6 +16,8 @@ share:
 
 from __future__ import annotations
 
+import threading
+
 import keras
 from keras import ops
 
@@ -62,6 +64,18 @@ def check_implementation(cls_name: str, implementation) -> int:
             f"Received: implementation={implementation!r}"
         )
     return int(implementation)
+
+
+class _PerThread(threading.local):
+    """Per-thread storage that copies as a fresh, empty store."""
+
+    masks = None
+
+    def __deepcopy__(self, memo):
+        return _PerThread()
+
+    def __reduce__(self):
+        return (_PerThread, ())
 
 
 class KerasCell(RNNCell):
@@ -220,7 +234,9 @@ class KerasCell(RNNCell):
         # Number of dropout masks per input (Keras's implementation=1: one
         # per gate); GRUCell and LSTMCell set it from `implementation`.
         self.mask_count = 1
-        self._sequence_masks = None
+        # The masks of the sequence being run, per thread: one cell may run
+        # in several threads at once (eager calls from a server, say).
+        object.__setattr__(self, "_mask_store", _PerThread())
 
     # -- states ------------------------------------------------------------
     @property
@@ -312,7 +328,7 @@ class KerasCell(RNNCell):
             training: whether the sequence runs in training mode; masks are
                 drawn only when it is true and a dropout rate is nonzero.
         """
-        self._sequence_masks = None
+        self._mask_store.masks = None
         if not training or not (
             self._rate_applies(self.dropout)
             or self._rate_applies(self.recurrent_dropout)
@@ -323,11 +339,11 @@ class KerasCell(RNNCell):
                 f"{self.name}: begin_sequence() was called before the cell "
                 "was built; call the cell once (symbolically) first."
             )
-        self._sequence_masks = self._draw_all_masks(batch_size)
+        self._mask_store.masks = self._draw_all_masks(batch_size)
 
     def end_sequence(self) -> None:
         """Forgets the masks drawn by `begin_sequence()`."""
-        self._sequence_masks = None
+        self._mask_store.masks = None
 
     def dropout_masks(self, x, training):
         """Returns `(input_masks, recurrent_masks)` for one step.
@@ -337,18 +353,12 @@ class KerasCell(RNNCell):
         """
         if training is False:
             return None, None
-        if self._sequence_masks is not None:
-            return self._sequence_masks
+        masks = getattr(self._mask_store, "masks", None)
+        if masks is not None:
+            return masks
         if not training:
             return None, None
         return self._draw_all_masks(ops.shape(x)[0])
-
-    def __setattr__(self, name, value):
-        # Cached masks are plain tensors, not state to track or save.
-        if name == "_sequence_masks":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     # -- Layer API ---------------------------------------------------------
     def compute_output_shape(self, input_shape):
