@@ -339,8 +339,9 @@ class Superloop(RecurrentModel):
     def _check_enough_steps(self, inputs):
         """Refuses a sequence with no step left after `suppress_output`."""
         message = (
-            f"{self.name} suppresses the first {self.suppress_output} outputs, "
-            f"so the sequence needs more than {self.suppress_output} steps."
+            f"{self.name} suppresses the first {self.suppress_output} outputs "
+            f"(`suppress_output={self.suppress_output}`), so the sequence needs "
+            f"more than {self.suppress_output} steps."
         )
         time = inputs.shape[1]
         if time is not None and time <= self.suppress_output:
@@ -379,9 +380,9 @@ class Superloop(RecurrentModel):
             if time <= self.suppress_output:
                 raise ValueError(
                     f"{self.name} suppresses the first {self.suppress_output} "
-                    f"outputs, so the sequence needs more than "
-                    f"{self.suppress_output} steps. Received input shape "
-                    f"{tuple(input_shape)}"
+                    f"outputs (`suppress_output={self.suppress_output}`), so the "
+                    f"sequence needs more than {self.suppress_output} steps. "
+                    f"Received input shape {tuple(input_shape)}"
                 )
             time -= self.suppress_output
         output_shape = (output_shape[0], time, *output_shape[2:])

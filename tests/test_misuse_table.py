@@ -694,8 +694,8 @@ SUPERLOOP = [
         "superloop-suppresses-every-step-of-the-input",
         call(superloop(suppress_output=5), f32(2, 3, 1)),
         ValueError,
-        r"suppresses the first 5 outputs, so the sequence needs more than 5 steps\. "
-        r"Received input shape \(2, 3, 1\)",
+        r"suppresses the first 5 outputs \(`suppress_output=5`\), so the sequence "
+        r"needs more than 5 steps\. Received input shape \(2, 3, 1\)",
     ),
     (
         "superloop-config-key",
