@@ -252,6 +252,8 @@ class RecurrentModel(keras.layers.Layer):
                     "RecurrentModel. Received: activity_regularizer="
                     f"{layer.activity_regularizer!r}"
                 )
+        if keras.backend.backend() == "jax":
+            _probe_losses(self.name, graph)
         _options.check_teacher_force(self.teacher_force, graph)
         self._state_initializers = self._expand_state_initializer(
             len(graph.initial_states)
@@ -804,6 +806,28 @@ def _sole_cell(step_model, config, layout):
     if [list(h) for h in history] != inputs or outputs != expected_outputs:
         return None
     return cells[0]
+
+
+def _probe_losses(name, graph):
+    """On JAX, runs one step on zeros to find `add_loss()` calls in the graph.
+
+    JAX's loop runs in a stateless scope that drops losses without a word,
+    so the check after the loop sees nothing there; one step outside the
+    loop, in a scope that collects losses, does.
+    """
+    shapes = [tuple(t.shape[1:]) for t in graph.model.inputs]
+    if any(d is None for shape in shapes for d in shape):
+        return  # cannot make a probe input; the graph's shapes are not fixed
+    values = [
+        ops.zeros((1, *shape), dtype=t.dtype)
+        for shape, t in zip(shapes, graph.model.inputs)
+    ]
+    # The variables keep their values in the scope (regularizers read them).
+    mapping = [(v, v.value) for v in graph.model.weights]
+    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+        call_step_model(graph.model, values, training=True)
+        if scope.losses:
+            _refuse_losses_added_in_the_loop(name, list(walk_layers(graph.model)))
 
 
 def _refuse_losses_added_in_the_loop(name, step_layers):

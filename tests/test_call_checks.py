@@ -193,20 +193,15 @@ class _PenaltyLayer(layers.Layer):
         return x
 
 
-@pytest.mark.xfail(
-    keras.backend.backend() == "jax",
-    reason="not refused on JAX yet: the loss added inside lax.scan does not "
-    "reach the layer's losses, so it is dropped without an error",
-    strict=True,
-)
 def test_add_loss_inside_the_step_graph_is_refused_at_the_first_call():
     x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
     dense = layers.Dense(4, kernel_regularizer="l2")  # weight losses are fine
     h_t = _PenaltyLayer(name="penalty")(dense(layers.Concatenate()([x_t, h_tm1])))
-    rnn = cg.RecurrentModel(
-        input=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t]
-    )
     with pytest.raises(ValueError, match=r"'penalty' \(_PenaltyLayer\).*add_loss"):
+        # refused at construction on JAX (its loop drops losses), else at the call
+        rnn = cg.RecurrentModel(
+            input=x_t, output=h_t, initial_states=[h_tm1], final_states=[h_t]
+        )
         rnn(X)
 
 

@@ -752,14 +752,7 @@ TABLE = (
 
 # Rows that fail on one backend because of a known gap in cellgraph (not in
 # the test): strict, so each turns into a failure the day the gap is closed.
-KNOWN_GAPS = {
-    "add-loss-in-step-graph": pytest.mark.xfail(
-        keras.backend.backend() == "jax",
-        reason="on JAX the step graph's add_loss() is not recorded on the layer, "
-        "so the call returns and the loss is dropped instead of refused",
-        strict=True,
-    ),
-}
+KNOWN_GAPS: dict = {}
 
 
 @pytest.mark.parametrize(
