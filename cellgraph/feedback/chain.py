@@ -221,9 +221,9 @@ class FeedbackChain(RNNCell):
         Args:
             timesteps: with an integer T, the layer is called on one static
                 input `(batch, *input_shape)` and runs T steps on it
-                (`decode=True, output_length=T`). With `None`, it is called
-                on a sequence `(batch, time, *input_shape)`, one frame per
-                step.
+                (`decode=True, output_length=T`; every step's output unless
+                `return_sequences=False`). With `None`, it is called on a
+                sequence `(batch, time, *input_shape)`, one frame per step.
             **kwargs: `RecurrentModel` arguments (`return_sequences`,
                 `return_state`, `stateful`, `state_initializer`, ...).
         """
