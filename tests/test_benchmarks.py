@@ -214,3 +214,28 @@ def test_flat_sgu_contender_computes_the_superloop_step_graph():
     contender.set_weights(weights)
     moved, _ = _superloop_outputs_and_gradients(contender, x)
     assert np.abs(np.asarray(moved) - np.asarray(expected)).max() > 1e-5
+
+
+def test_cellgraph_lstm_traces_no_more_ops_than_keras_lstm():
+    """A deterministic stand-in for the timing goal: on TensorFlow the loop of a
+    `cells.LSTMCell` layer holds no more ops than `keras.layers.LSTM`'s."""
+    import keras
+    import pytest
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("counts TensorFlow graph ops")
+    spec = importlib.util.spec_from_file_location(
+        "graph_size", RUN.parent / "graph_size.py"
+    )
+    graph_size = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph_size)
+
+    def keras_lstm():
+        x = keras.Input((100, 32))
+        y = keras.layers.Dense(1)(keras.layers.LSTM(128)(x))
+        return keras.Model(x, y), [(64, 100, 32)], (64, 1)
+
+    ours = graph_size.count(graph_size.MODELS["lstm"])
+    theirs = graph_size.count(keras_lstm)
+    assert ours["inference"] <= theirs["inference"], (ours, theirs)
+    assert ours["train"] <= theirs["train"], (ours, theirs)
