@@ -8,6 +8,8 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
+from cellgraph.recurrent_model import RecurrentModel
+
 # Fill colours by role, shared by both diagrams.
 ROLE_COLORS = {
     "input": "#cfe2ff",
@@ -84,8 +86,6 @@ def _require_pydot():
 
 
 def _ensure_built(rnn, input_shape, function: str) -> None:
-    from cellgraph.recurrent_model import RecurrentModel
-
     if not isinstance(rnn, RecurrentModel):
         raise TypeError(
             f"`{function}` draws a cellgraph.RecurrentModel (or a "
