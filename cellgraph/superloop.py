@@ -99,8 +99,9 @@ class Superloop(RecurrentModel):
             `True`: the `layers x cell` stack is one
             `cellgraph.cells.FusedCellStack` whose weights are stacked
             tensors (4 variables instead of 3 per layer), which builds and
-            trains faster on TensorFlow; the same numbers (to float
-            rounding), the same `state_names` and state order. `cell` must
+            trains faster on TensorFlow (first step 0.45x, see
+            docs/benchmarks.md; on JAX it is slower); the same numbers (to
+            float rounding), the same `state_names` and state order. `cell` must
             then be `"sgu"`, `"lstm"` or `"gru"` (or their classes), and
             `self.cells` holds the one fused layer (its `to_cells()` gives
             the unfused cells with the same weights).

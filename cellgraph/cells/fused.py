@@ -98,7 +98,10 @@ class FusedCellStack(KerasCell):
     time of a loop grows with its ops and captured variables, this makes a
     deep stack build and train faster; the numbers are those of the unfused
     cells to float rounding (tested to 1e-6, outputs, states and
-    gradients).
+    gradients). Measured on the superloop shape (32 x SGU(16), 64 steps):
+    TensorFlow's first training step 0.45x the unfused stack's, steady step
+    on par; on JAX it is slower (first step ~3x, steady ~1.6x): use it on
+    TensorFlow.
 
     Weights (in this order; `g` input gates, `r` recurrent gates: SGU 2/1,
     GRU 3/3, LSTM 4/4, SimpleRNN 1/1):
