@@ -271,3 +271,23 @@ def test_misuse_raises_naming_the_argument():
         FusedCellStack.from_cells([cg.cells.RHNCell(4, recurrence_depth=2)])
     with pytest.raises(ValueError, match="argument `layers`"):
         unfuse_weights([], 0)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_the_policy_dtype_as_the_unfused_cells(rng, policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        unfused, fused, stack = pair("gru")
+        x, mask = data(rng)
+        expected, got = unfused([x, mask]), fused([x, mask])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    compute = policy.split("_")[1]
+    assert stack.kernels_rest.dtype == "float32"
+    for e, g in zip(expected, got, strict=True):
+        assert keras.backend.standardize_dtype(g.dtype) == compute
+        tolerance = 1e-2 if compute == "float16" else 5e-2
+        np.testing.assert_allclose(
+            np_(g).astype("float32"), np_(e).astype("float32"), atol=tolerance
+        )
