@@ -165,6 +165,7 @@ def lstm_model_remat(
 SUPERLOOP_CELLGRAPH = "cellgraph RecurrentModel"
 SUPERLOOP_PLAIN = "keras.layers.RNN(step model)"
 SUPERLOOP_FLAT = "keras.layers.RNN(flat SGU cell)"
+SUPERLOOP_FUSED = "cellgraph RecurrentModel, FusedCellStack"
 
 
 def superloop_shape_model(
@@ -186,7 +187,9 @@ def superloop_shape_model(
     MSE, compiled with `jit_compile` (`"auto"`: Keras's choice for the
     backend, XLA on JAX and none on a CPU-only TensorFlow).
     `engine=SUPERLOOP_FLAT` returns `superloop_flat_model` instead: the same
-    maths in one hand-written cell, no step graph.
+    maths in one hand-written cell, no step graph. `engine=SUPERLOOP_FUSED`:
+    the `layers` cells are one `cells.FusedCellStack` (stacked weights, the
+    same maths), run by `cellgraph.RecurrentModel`.
     """
     if engine == SUPERLOOP_FLAT:
         return superloop_flat_model(timesteps, features, layers, units, jit_compile)
@@ -195,10 +198,13 @@ def superloop_shape_model(
     states_tm1 = [keras.Input((units,), name=f"h{i}_tm1") for i in range(layers)]
     h = keras.layers.Concatenate()([x_t, top_tm1])
     states_t = []
-    for state in states_tm1:
-        h, new_state = cg.cells.SGUCell(units)([h, state])
-        states_t.append(new_state)
-    if engine == SUPERLOOP_CELLGRAPH:
+    if engine == SUPERLOOP_FUSED:
+        h, *states_t = cg.cells.FusedCellStack("sgu", layers, units)([h, *states_tm1])
+    else:
+        for state in states_tm1:
+            h, new_state = cg.cells.SGUCell(units)([h, state])
+            states_t.append(new_state)
+    if engine in (SUPERLOOP_CELLGRAPH, SUPERLOOP_FUSED):
         rnn = cg.RecurrentModel(
             input=x_t,
             output=h,

@@ -21,7 +21,11 @@ day). The contenders, all the same model:
   called before the first step (Keras builds Adam's slots lazily, inside the
   first trace of the train step, and then traces the step a second time);
 - cellgraph on JAX (Keras's default there: the train step is `jax.jit`-ed,
-  XLA), in a Python process of its own, when JAX is installed.
+  XLA), in a Python process of its own, when JAX is installed;
+- the same step graph with the 32 cells fused into one
+  `cells.FusedCellStack` (4 stacked variables instead of 96, one
+  batched recurrent matmul per step), on TF, TF with XLA and JAX, each
+  against its unfused twin ("vs unfused", "paired vs unfused").
 
 A step graph of 32 small layers runs ~1000 tiny ops per step; XLA fuses
 them, which is where the steady step is won. TensorFlow's first step is
@@ -66,6 +70,11 @@ FLAT = models.SUPERLOOP_FLAT
 CELLGRAPH_XLA = CELLGRAPH + " [TF XLA]"
 CELLGRAPH_BUILT = CELLGRAPH + ", Adam built first"
 CELLGRAPH_JAX = CELLGRAPH + " [JAX]"
+FUSED = models.SUPERLOOP_FUSED
+FUSED_XLA = FUSED + " [TF XLA]"
+FUSED_JAX = FUSED + " [JAX]"
+# (name, engine, jit_compile, build the optimizer first) timed in a JAX process.
+IN_JAX = ((CELLGRAPH_JAX, CELLGRAPH, "auto", False), (FUSED_JAX, FUSED, "auto", False))
 # (name, engine, jit_compile, build the optimizer before the first step) of
 # the models timed in this process (TF).
 IN_PROCESS = (
@@ -74,12 +83,16 @@ IN_PROCESS = (
     (FLAT, FLAT, False, False),
     (CELLGRAPH_XLA, CELLGRAPH, True, False),
     (CELLGRAPH_BUILT, CELLGRAPH, False, True),
+    (FUSED, FUSED, False, False),
+    (FUSED_XLA, FUSED, True, False),
 )
 FIRST, STEADY = "build + compile + first step", "steady train step"
 
 # Issue 6: the goals, and its figures for the unrolled design and for a
 # plain keras.layers.RNN loop over the same step graph.
 GOAL_FIRST_S, GOAL_STEADY_MS = 5.0, 139.0
+# Issue 18: the fused stack's first TF step (from 10.7 s unfused, quiet machine).
+GOAL_FUSED_FIRST_S = 6.5
 UNROLLED_FIRST_S = 216.0
 PLAIN_RNN_FIRST_S, PLAIN_RNN_STEADY_MS = 23.0, 267.0
 
@@ -93,19 +106,21 @@ def run(quick: bool = False, log=print) -> list[dict]:
     if importlib.util.find_spec("jax") is None:
         jax = {"skipped": "JAX not installed"}
     else:
-        log(f"[superloop] {case}: {CELLGRAPH_JAX}, in a JAX process")
+        log(f"[superloop] {case}: {CELLGRAPH_JAX} and {FUSED_JAX}, in a JAX process")
         spec = dict(shape=shape, repeats=repeats, quick=quick)
         timeout = WORKER_TIMEOUT_S["quick" if quick else "full"]
         jax = spawn_worker("benchmarks.superloop_shape", spec, "jax", timeout)
     if "first" in jax:
-        firsts[CELLGRAPH_JAX], steady[CELLGRAPH_JAX] = jax["first"], jax["steady"]
+        firsts.update(jax["first"])
+        steady.update(jax["steady"])
 
     first_rows, step_rows = {}, {}
-    for name in [c[0] for c in IN_PROCESS] + [CELLGRAPH_JAX]:
+    jax_names = [c[0] for c in IN_JAX]
+    for name in [c[0] for c in IN_PROCESS] + jax_names:
         missing = {}
         if name not in firsts:
             missing = dict(error=jax.get("error"), skipped=jax.get("skipped"))
-        note = jax.get("note") if name == CELLGRAPH_JAX else None
+        note = jax.get("note") if name in jax_names else None
         first_rows[name] = row(
             SECTION, case, name, FIRST, "s", firsts.get(name), note=note, **missing
         )
@@ -124,6 +139,17 @@ def run(quick: bool = False, log=print) -> list[dict]:
         add_ratio(rows[CELLGRAPH_XLA], rows[CELLGRAPH], "vs same without XLA")
         add_ratio(rows[CELLGRAPH_BUILT], rows[CELLGRAPH], "vs Adam built lazily")
         add_ratio(rows[CELLGRAPH_JAX], rows[CELLGRAPH], "vs same on TF")
+        for fused, unfused in (
+            (FUSED, CELLGRAPH),
+            (FUSED_XLA, CELLGRAPH_XLA),
+            (FUSED_JAX, CELLGRAPH_JAX),
+        ):
+            add_ratio(rows[fused], rows[unfused], "vs unfused")
+            add_paired_ratio(rows[fused], rows[unfused], "paired vs unfused")
+        add_ratio(rows[FUSED], rows[FLAT], "vs flat cell")
+    ratio_to_value(
+        first_rows[FUSED], GOAL_FUSED_FIRST_S, f"goal {GOAL_FUSED_FIRST_S:g} s", True
+    )
     unrolled = "vs unrolled design"
     ratio_to_value(first_rows[CELLGRAPH], UNROLLED_FIRST_S, unrolled, False)
     ratio_to_value(first_rows[PLAIN], PLAIN_RNN_FIRST_S, "vs earlier figure", False)
@@ -166,14 +192,14 @@ def _measure(contenders, shape, repeats, quick, log=print):
 
 
 def _worker(spec: dict) -> dict:
-    """In a JAX process: cellgraph's first and steady steps (seconds)."""
+    """In a JAX process: the first and steady steps (seconds) of `IN_JAX`."""
     import keras
 
     start_load = load_average()
     if keras.backend.backend() != "jax":
         return {"error": f"expected the JAX backend, got {keras.backend.backend()}"}
     firsts, steady = _measure(
-        ((CELLGRAPH_JAX, CELLGRAPH, "auto", False),),
+        IN_JAX,
         spec["shape"],
         spec["repeats"],
         spec["quick"],
@@ -181,8 +207,7 @@ def _worker(spec: dict) -> dict:
     )
     version = sys.modules["jax"].__version__
     note = f"jax {version}, load {start_load} -> {load_average()}"
-    name = CELLGRAPH_JAX
-    return {"first": firsts[name], "steady": steady[name], "note": note}
+    return {"first": firsts, "steady": steady, "note": note}
 
 
 def _bind(function, *args):

@@ -15,7 +15,7 @@ from keras import ops
 from cellgraph import _options, backend
 from cellgraph._superloop_config import superloop_arguments
 from cellgraph.cell import RNNCell
-from cellgraph.cells import GRUCell, LSTMCell, SGUCell
+from cellgraph.cells import FusedCellStack, GRUCell, LSTMCell, SGUCell
 from cellgraph.recurrent_model import RecurrentModel
 from cellgraph.step_graph import StepGraph
 from cellgraph.systems import System
@@ -95,6 +95,16 @@ class Superloop(RecurrentModel):
             state in the order of `state_names`).
         go_backwards, stateful, unroll, zero_output_for_mask: as in
             `keras.layers.RNN`.
+        fused: `False` (default): `layers` cell layers, one per layer.
+            `True`: the `layers x cell` stack is one
+            `cellgraph.cells.FusedCellStack` whose weights are stacked
+            tensors (4 variables instead of 3 per layer), which builds and
+            trains faster on TensorFlow (first step 0.45x, see
+            docs/benchmarks.md; on JAX it is slower); the same numbers (to
+            float rounding), the same `state_names` and state order. `cell` must
+            then be `"sgu"`, `"lstm"` or `"gru"` (or their classes), and
+            `self.cells` holds the one fused layer (its `to_cells()` gives
+            the unfused cells with the same weights).
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -140,8 +150,13 @@ class Superloop(RecurrentModel):
         stateful: bool = False,
         unroll: bool = False,
         zero_output_for_mask: bool = False,
+        fused: bool = False,
         **kwargs,
     ):
+        if not isinstance(fused, bool):
+            raise TypeError(
+                f"Argument `fused` must be True or False. Received: fused={fused!r}"
+            )
         unknown = sorted({"teacher_force", "decode", "output_length"} & set(kwargs))
         if unknown:
             raise TypeError(
@@ -193,8 +208,18 @@ class Superloop(RecurrentModel):
                 "with constants, or use timesteps=None and a per-step input."
             )
         prefix = _cell_prefix(self.cell_class)
+        self.fused = fused
         self.cells = []
-        for i in range(layers):
+        if fused:
+            if self.cell_class not in CELLS.values():
+                raise ValueError(
+                    "Argument `fused=True` needs a built-in cell, one of "
+                    f"{sorted(CELLS)}. Received: cell={cell!r}"
+                )
+            self.cells.append(
+                FusedCellStack(self.cell_class, layers, units, name=f"{prefix}_fused")
+            )
+        for i in range(0 if fused else layers):
             cell_layer = self.cell_class(units, name=f"{prefix}_{i}")
             if not isinstance(cell_layer, RNNCell):
                 raise TypeError(
@@ -212,6 +237,9 @@ class Superloop(RecurrentModel):
         """The names of the states, in the order of `initial_state`."""
         names = []
         for cell in self.cells:
+            if isinstance(cell, FusedCellStack):  # already "sgu_3/h"
+                names += cell.state_names
+                continue
             names += [f"{cell.name}/{part}" for part in cell.state_names]
         for system in self.systems:
             names.append(f"{system.name}/read")
@@ -274,7 +302,7 @@ class Superloop(RecurrentModel):
         initial_states, final_states = [], []
         for cell in self.cells:
             own = [
-                keras.Input(shape, name=f"{cell.name}_state{j}_tm1")
+                keras.Input(shape, name=_state_input_name(cell, j))
                 for j, shape in enumerate(cell.state_shapes)
             ]
             h, *new = cell([h, *own])
@@ -467,6 +495,7 @@ class Superloop(RecurrentModel):
             "outputs": self.outputs,
             "suppress_output": self.suppress_output,
             "timesteps": self.timesteps,
+            "fused": self.fused,
         }
 
     @classmethod
@@ -548,6 +577,14 @@ def _cell_class(cell) -> type:
         f"Argument `cell` must be one of {sorted(CELLS)} or an RNNCell "
         f"subclass (a class, built as cell(units)). Received: cell={cell!r}"
     )
+
+
+def _state_input_name(cell, j: int) -> str:
+    """`"sgu_3_state0_tm1"`: the step Input of state `j` of a cell layer."""
+    if isinstance(cell, FusedCellStack):
+        layer, part = divmod(j, len(cell.state_names) // cell.num_layers)
+        return f"{cell.layer_names[layer]}_state{part}_tm1"
+    return f"{cell.name}_state{j}_tm1"
 
 
 def _cell_prefix(cell_class: type) -> str:

@@ -58,6 +58,9 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
         "cellgraph RecurrentModel [TF XLA]",
         "cellgraph RecurrentModel, Adam built first",
         "cellgraph RecurrentModel [JAX]",
+        "cellgraph RecurrentModel, FusedCellStack",
+        "cellgraph RecurrentModel, FusedCellStack [TF XLA]",
+        "cellgraph RecurrentModel, FusedCellStack [JAX]",
     }
     cellgraph = [r for r in rows if r["contender"] == "cellgraph RecurrentModel"]
     assert len(cellgraph) == 2  # first step and steady step, each against flat
@@ -207,6 +210,29 @@ def test_flat_sgu_contender_computes_the_superloop_step_graph():
     for g, e, v in zip(grads, expected_grads, contender.trainable_weights):
         assert np.abs(e).max() > 1e-3, v.path  # every weight matters
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6, err_msg=v.path)
+
+    # The fused contender computes the same, its weights stacked (issue 18).
+    import cellgraph as cg
+
+    fused = models.superloop_shape_model(**shape, engine=models.SUPERLOOP_FUSED)
+    (stack,) = [
+        layer
+        for layer in fused.layers[1].step_model.layers
+        if isinstance(layer, cg.cells.FusedCellStack)
+    ]
+    cell_weights = reference.get_weights()[:9]
+    stack.set_weights(
+        cg.cells.fuse_weights([cell_weights[i : i + 3] for i in range(0, 9, 3)])
+    )
+    fused.layers[-1].set_weights(reference.get_weights()[9:])
+    got_fused, fused_grads = _superloop_outputs_and_gradients(fused, x)
+    np.testing.assert_allclose(got_fused, expected, rtol=1e-5, atol=1e-6)
+    expected_fused = cg.cells.fuse_weights(
+        [expected_grads[i : i + 3] for i in range(0, 9, 3)]
+    ) + list(expected_grads[9:])
+    assert len(fused_grads) == len(expected_fused) == 4 + 2
+    for g, e in zip(fused_grads, expected_fused, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
     # The comparison can tell: one weight of the middle layer moved by 1e-3.
     weights = reference.get_weights()

@@ -399,3 +399,82 @@ def test_missing_or_misplaced_constants_are_explained(rng):
         timesteps(random(rng, 2, 6, 2), constants=[random(rng, 2, 6, 2)])
     with pytest.raises(ValueError, match="features"):
         small_superloop()(random(rng, 2, 3, 3, 1), constants=[random(rng, 2, 6, 2)])
+
+
+# -- fused=True: the cell stack as one FusedCellStack ----------------------
+@pytest.mark.parametrize("cell", ["sgu", "lstm"])
+def test_fused_superloop_equals_the_unfused_one_with_copied_weights(rng, cell):
+    systems = lambda: [Attention(datapoints=6, width=2, name="attention")]  # noqa: E731
+    unfused = small_superloop(cell=cell, layers=3, outputs=2, systems=systems())
+    fused = small_superloop(
+        cell=cell, layers=3, outputs=2, systems=systems(), fused=True
+    )
+    assert fused.state_names == unfused.state_names
+    assert fused.state_names[:2] == (
+        ["sgu_0/h", "sgu_1/h"] if cell == "sgu" else ["lstm_0/h", "lstm_0/c"]
+    )
+    (stack,) = fused.cells
+    assert isinstance(stack, cg.cells.FusedCellStack) and stack.num_layers == 3
+    x, data = random(rng, 2, 5, 3), random(rng, 2, 6, 2)
+    unfused(x, constants=[data])
+    fused(x, constants=[data])
+    stack.set_weights(cg.cells.fuse_weights([c.get_weights() for c in unfused.cells]))
+    fused.output_layer.set_weights(unfused.output_layer.get_weights())
+    fused.systems[0].set_weights(unfused.systems[0].get_weights())
+
+    initial = [random(rng, 2, *shape) for shape in unfused.state_shapes]
+    expected = unfused(x, constants=[data], initial_state=initial)
+    got = fused(x, constants=[data], initial_state=initial)
+    assert len(got) == len(expected) == 1 + len(unfused.state_names)
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(np_(g), np_(e), rtol=1e-6, atol=1e-6)
+    traced, reference = (
+        fused.trace(x, constants=[data]),
+        unfused.trace(x, constants=[data]),
+    )
+    assert list(traced) == list(reference)
+    for name in reference:
+        np.testing.assert_allclose(traced[name], reference[name], rtol=1e-6, atol=1e-6)
+    # the unfused cells come back with the same weights
+    for mine, theirs in zip(stack.to_cells(), unfused.cells, strict=True):
+        assert mine.name == theirs.name
+        for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_fused_superloop_saves_and_loads(rng, tmp_path):
+    superloop = small_superloop(fused=True, return_state=False)
+    x, data = keras.Input((5, 3)), keras.Input((6, 2))
+    model = keras.Model([x, data], superloop(x, constants=[data]))
+    arrays = [random(rng, 2, 5, 3), random(rng, 2, 6, 2)]
+    expected = np_(model(arrays))
+    model.save(tmp_path / "fused.keras")
+    loaded = keras.models.load_model(tmp_path / "fused.keras", safe_mode=True)
+    np.testing.assert_array_equal(np_(loaded(arrays)), expected)
+    assert loaded.layers[-1].fused is True
+
+
+def test_fused_seed_config_builds_and_trains_one_step():
+    superloop = Superloop.from_superloop_config(SEED_CONFIG, fused=True)
+    (stack,) = superloop.cells
+    assert (stack.cell, stack.num_layers, stack.units) == ("sgu", 32, 16)
+    assert superloop.state_names[31] == "sgu_31/h"
+    sequence = keras.Input((SEED_CONFIG["timesteps"], SEED_CONFIG["model_inputs"]))
+    data = keras.Input((16, 1))
+    model = keras.Model([sequence, data], superloop(sequence, constants=[data]))
+    assert len(stack.weights) == 4
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 64, 2)).astype("float32")
+    values = rng.integers(0, 10, (2, 16, 1)).astype("float32")
+    before = stack.get_weights()[2].copy()
+    loss = model.train_on_batch([x, values], np.zeros((2, 64, 16), "float32"))
+    assert np.isfinite(loss)
+    assert np.abs(stack.get_weights()[2] - before).max() > 0
+
+
+def test_fused_needs_a_built_in_cell():
+    with pytest.raises(ValueError, match="`fused=True` needs a built-in cell"):
+        Superloop(cell=cg.cells.RHNCell, layers=2, units=4, fused=True)
+    with pytest.raises(TypeError, match="Argument `fused` must be True or False"):
+        Superloop(layers=2, units=4, fused="yes")
