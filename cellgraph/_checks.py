@@ -28,6 +28,21 @@ def _same_batch(name: str, value, batch, layer_name: str):
         )
 
 
+def _each_shape(argument: str, where: str, values, shapes, batch=None, owner=""):
+    """Checks `values[i]` against `(batch, *shapes[i])`, naming `argument[i]`.
+
+    `where` is what follows the argument's name in the message (e.g.
+    " of rnn"); `batch`, when known, is the inputs' batch size.
+    """
+    for i, (value, shape) in enumerate(zip(values, shapes)):
+        if not shapes_compatible((None, *shape), _shape(value)):
+            raise ValueError(
+                f"Argument `{argument}[{i}]`{where} must have shape "
+                f"{(None, *shape)}. Received: shape={_shape(value)}"
+            )
+        _same_batch(f"{argument}[{i}]", value, batch, owner)
+
+
 def input_shapes(layer, input_shape) -> list[tuple]:
     """The call's input shapes as a list, checked against the step inputs."""
     shapes = input_shape
@@ -99,13 +114,7 @@ def call_arguments(
             f"{layer.num_states} tensors (one per state). Received "
             f"{len(states)}: {[_shape(s) for s in states]}"
         )
-    for i, (state, shape) in enumerate(zip(states, layer.state_shapes)):
-        if not shapes_compatible((None, *shape), _shape(state)):
-            raise ValueError(
-                f"Argument `initial_state[{i}]` must have shape "
-                f"{(None, *shape)}. Received: shape={_shape(state)}"
-            )
-        _same_batch(f"initial_state[{i}]", state, batch, name)
+    _each_shape("initial_state", "", states, layer.state_shapes, batch, name)
 
     consts = as_list(constants)
     if len(consts) != graph.layout.num_constants:
@@ -113,13 +122,7 @@ def call_arguments(
             f"Argument `constants` of {name} must be a list of "
             f"{graph.layout.num_constants} tensors. Received {len(consts)}."
         )
-    for i, (constant, shape) in enumerate(zip(consts, graph.constant_shapes)):
-        if not shapes_compatible((None, *shape), _shape(constant)):
-            raise ValueError(
-                f"Argument `constants[{i}]` of {name} must have shape "
-                f"{(None, *shape)}. Received: shape={_shape(constant)}"
-            )
-        _same_batch(f"constants[{i}]", constant, batch, name)
+    _each_shape("constants", f" of {name}", consts, graph.constant_shapes, batch, name)
 
     output_shape = tuple(graph.output_shape)
     if initial_readout is not None:
@@ -194,21 +197,11 @@ def step_arguments(layer, xs, states, constants):
             f"Argument `states` of {name} must be a list of {layer.num_states} "
             f"tensors (one per state). Received {len(states)}."
         )
-    for i, (state, shape) in enumerate(zip(states, layer.state_shapes)):
-        if not shapes_compatible((None, *shape), _shape(state)):
-            raise ValueError(
-                f"Argument `states[{i}]` of {name} must have shape "
-                f"{(None, *shape)}. Received: shape={_shape(state)}"
-            )
+    _each_shape("states", f" of {name}", states, layer.state_shapes)
     if len(constants) != graph.layout.num_constants:
         raise ValueError(
             f"Argument `constants` of {name} must be a list of "
             f"{graph.layout.num_constants} tensors (the step graph's "
             f"constants). Received {len(constants)}."
         )
-    for i, (constant, shape) in enumerate(zip(constants, graph.constant_shapes)):
-        if not shapes_compatible((None, *shape), _shape(constant)):
-            raise ValueError(
-                f"Argument `constants[{i}]` of {name} must have shape "
-                f"{(None, *shape)}. Received: shape={_shape(constant)}"
-            )
+    _each_shape("constants", f" of {name}", constants, graph.constant_shapes)

@@ -421,6 +421,19 @@ class RecurrentModel(keras.layers.Layer):
     def _as_list(self, value):
         return _checks.as_list(value)
 
+    def _checked_arguments(self, inputs, *arguments):
+        """The step graph for the call's shape, then every argument checked."""
+        self._ensure_step_graph(_call_shape(inputs))
+        names = (
+            "initial_state",
+            "initial_readout",
+            "ground_truth",
+            "constants",
+            "mask",
+            "training",
+        )
+        return _checks.call_arguments(self, inputs, **dict(zip(names, arguments)))
+
     def call(
         self,
         inputs,
@@ -431,16 +444,14 @@ class RecurrentModel(keras.layers.Layer):
         mask=None,
         training=None,
     ):
-        self._ensure_step_graph(_call_shape(inputs))
-        xs, states, consts = _checks.call_arguments(
-            self,
+        xs, states, consts = self._checked_arguments(
             inputs,
-            initial_state=initial_state,
-            initial_readout=initial_readout,
-            ground_truth=ground_truth,
-            constants=constants,
-            mask=mask,
-            training=training,
+            initial_state,
+            initial_readout,
+            ground_truth,
+            constants,
+            mask,
+            training,
         )
         if self.stateful and self._state_variables and xs[0].shape[0] is None:
             expected = self._state_variables[0].shape[0]
@@ -572,16 +583,14 @@ class RecurrentModel(keras.layers.Layer):
         mask=None,
         training=None,
     ):
-        self._ensure_step_graph(_call_shape(inputs))
-        xs, _, _ = _checks.call_arguments(
-            self,
+        xs, _, _ = self._checked_arguments(
             inputs,
-            initial_state=initial_state,
-            initial_readout=initial_readout,
-            ground_truth=ground_truth,
-            constants=constants,
-            mask=mask,
-            training=training,
+            initial_state,
+            initial_readout,
+            ground_truth,
+            constants,
+            mask,
+            training,
         )
         shapes = self.compute_output_shape(
             [tuple(x.shape) for x in xs] if len(xs) > 1 else tuple(xs[0].shape)
