@@ -6,7 +6,10 @@ and the received one, before anything reaches the backend's loop.
 
 from __future__ import annotations
 
-from cellgraph.step_graph import shapes_compatible
+import keras
+from keras import ops
+
+from cellgraph.step_graph import call_step_model, shapes_compatible, walk_layers
 
 
 def as_list(value) -> list:
@@ -205,3 +208,63 @@ def step_arguments(layer, xs, states, constants):
             f"constants). Received {len(constants)}."
         )
     _each_shape("constants", f" of {name}", constants, graph.constant_shapes)
+
+
+def probe_losses(name, graph):
+    """On JAX, runs one step on zeros to find `add_loss()` calls in the graph.
+
+    JAX's loop runs in a stateless scope that drops losses without a word,
+    so the check after the loop sees nothing there; one step outside the
+    loop, in a scope that collects losses, does.
+    """
+    shapes = [tuple(t.shape[1:]) for t in graph.model.inputs]
+    if any(d is None for shape in shapes for d in shape):
+        return  # cannot make a probe input; the graph's shapes are not fixed
+    values = [
+        ops.zeros((1, *shape), dtype=t.dtype)
+        for shape, t in zip(shapes, graph.model.inputs)
+    ]
+    # The variables keep their values in the scope (regularizers read them).
+    mapping = [(v, v.value) for v in graph.model.weights]
+    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+        call_step_model(graph.model, values, training=True)
+        if scope.losses:
+            refuse_losses_added_in_the_loop(name, list(walk_layers(graph.model)))
+
+
+def refuse_losses_added_in_the_loop(name, step_layers):
+    """A layer called `add_loss()` inside the step: its loss cannot leave the loop."""
+    culprits = []
+    for layer in step_layers:
+        if isinstance(layer, keras.Model):
+            continue
+        regularized = sum(
+            getattr(v, "regularizer", None) is not None for v in layer.weights
+        )
+        if len(layer.losses) > regularized:
+            culprits.append(f"{layer.name!r} ({type(layer).__name__})")
+    raise ValueError(
+        f"{name}: layer {', '.join(culprits) or '(unknown)'} in the step graph "
+        "calls `add_loss()` at every step. A loss added inside the loop cannot "
+        "reach the training loss (in `fit` it fails deep in the backend). "
+        "Return the quantity as a state or output and add the loss outside "
+        "the RecurrentModel (e.g. `model.add_loss(...)` on the output), or use "
+        "weight regularizers, which work inside step graphs."
+    )
+
+
+def refuse_per_step_randomness(name, step_layers):
+    """JAX's loop cannot advance a layer's seed at every step: say so early."""
+    for layer in step_layers:
+        if hasattr(layer, "begin_sequence") or getattr(layer, "rate", None) == 0:
+            continue  # cellgraph's cells draw their masks once, before the loop
+        if getattr(layer, "seed_generator", None) is not None:
+            raise ValueError(
+                f"{name}: the step graph holds {type(layer).__name__} "
+                f"{layer.name!r}, which draws new random numbers at every step. "
+                "On the JAX backend a layer cannot advance its seed inside the "
+                "loop in training. Use the cells' `dropout`/`recurrent_dropout` "
+                "arguments (one mask per sequence, as Keras), apply the layer "
+                "outside the RecurrentModel, or use the TensorFlow or PyTorch "
+                "backend."
+            )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from cellgraph.cell import RNNCell
+
 LEARNED = "learned"
 
 
@@ -200,3 +202,36 @@ def _mark(config, obj):
             name = entry.get("name") or entry.get("config", {}).get("name")
             if name in by_name:
                 _mark(entry, by_name[name])
+
+
+def sole_cell(step_model, config, layout):
+    """The cell, when the step graph is one `RNNCell` called on `[x, *states]`.
+
+    That is the graph of `cell.get_layer()`. Read from the step model's
+    config: its only layer besides the Inputs is the cell, called once on the
+    inputs in order, and the outputs are the cell's, in order.
+    """
+    if layout.num_inputs != 1 or layout.num_constants or layout.has_readout:
+        return None
+    inner = config.get("config", {})
+    entries = [
+        e for e in inner.get("layers", []) if e.get("class_name") != "InputLayer"
+    ]
+    cells = [layer for layer in step_model.layers if isinstance(layer, RNNCell)]
+    if len(entries) != 1 or len(cells) != 1 or entries[0].get("name") != cells[0].name:
+        return None
+    nodes = entries[0].get("inbound_nodes") or []
+    if len(nodes) != 1 or nodes[0].get("kwargs"):
+        return None
+    args = nodes[0].get("args") or [[]]
+    try:
+        history = [arg["config"]["keras_history"] for arg in args[0]]
+    except (KeyError, TypeError):
+        return None
+    inputs = [list(item) for item in inner.get("input_layers", [])]
+    outputs = [list(item) for item in inner.get("output_layers", [])]
+    name = cells[0].name
+    expected_outputs = [[name, 0, i] for i in range(1 + layout.num_states)]
+    if [list(h) for h in history] != inputs or outputs != expected_outputs:
+        return None
+    return cells[0]

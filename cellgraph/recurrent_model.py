@@ -253,7 +253,7 @@ class RecurrentModel(keras.layers.Layer):
                     f"{layer.activity_regularizer!r}"
                 )
         if keras.backend.backend() == "jax":
-            _probe_losses(self.name, graph)
+            _checks.probe_losses(self.name, graph)
         _options.check_teacher_force(self.teacher_force, graph)
         self._state_initializers = self._expand_state_initializer(
             len(graph.initial_states)
@@ -521,7 +521,7 @@ class RecurrentModel(keras.layers.Layer):
         )
         step_layers = list(walk_layers(self.step_model))
         if training and keras.backend.backend() == "jax":
-            _refuse_per_step_randomness(self.name, step_layers)
+            _checks.refuse_per_step_randomness(self.name, step_layers)
         sequence_layers = [
             layer for layer in step_layers if hasattr(layer, "begin_sequence")
         ]
@@ -545,7 +545,7 @@ class RecurrentModel(keras.layers.Layer):
                 layer.end_sequence()
 
         if len(self.step_model.losses) > losses_before:
-            _refuse_losses_added_in_the_loop(self.name, step_layers)
+            _checks.refuse_losses_added_in_the_loop(self.name, step_layers)
         final = [
             value
             for slot, value in zip(plan.slots, inner)
@@ -718,7 +718,7 @@ class RecurrentModel(keras.layers.Layer):
         """Config entries that describe the step graph (builders: their parts)."""
         graph = self._step_graph
         config = _options.serialize_shared(self.step_model)
-        cell = _sole_cell(self.step_model, config, graph.layout)
+        cell = _options.sole_cell(self.step_model, config, graph.layout)
         if cell is not None:
             # Rebuilt by calling the cell when loading, not by replaying the
             # graph: one cell in two such layers (tied weights) then loads.
@@ -782,99 +782,6 @@ def _call_shape(inputs):
     if len(xs) == 1:
         return tuple(xs[0].shape)
     return [tuple(x.shape) for x in xs]
-
-
-def _sole_cell(step_model, config, layout):
-    """The cell, when the step graph is one `RNNCell` called on `[x, *states]`.
-
-    That is the graph of `cell.get_layer()`. Read from the step model's
-    config: its only layer besides the Inputs is the cell, called once on the
-    inputs in order, and the outputs are the cell's, in order.
-    """
-    if layout.num_inputs != 1 or layout.num_constants or layout.has_readout:
-        return None
-    inner = config.get("config", {})
-    entries = [
-        e for e in inner.get("layers", []) if e.get("class_name") != "InputLayer"
-    ]
-    cells = [layer for layer in step_model.layers if isinstance(layer, RNNCell)]
-    if len(entries) != 1 or len(cells) != 1 or entries[0].get("name") != cells[0].name:
-        return None
-    nodes = entries[0].get("inbound_nodes") or []
-    if len(nodes) != 1 or nodes[0].get("kwargs"):
-        return None
-    args = nodes[0].get("args") or [[]]
-    try:
-        history = [arg["config"]["keras_history"] for arg in args[0]]
-    except (KeyError, TypeError):
-        return None
-    inputs = [list(item) for item in inner.get("input_layers", [])]
-    outputs = [list(item) for item in inner.get("output_layers", [])]
-    name = cells[0].name
-    expected_outputs = [[name, 0, i] for i in range(1 + layout.num_states)]
-    if [list(h) for h in history] != inputs or outputs != expected_outputs:
-        return None
-    return cells[0]
-
-
-def _probe_losses(name, graph):
-    """On JAX, runs one step on zeros to find `add_loss()` calls in the graph.
-
-    JAX's loop runs in a stateless scope that drops losses without a word,
-    so the check after the loop sees nothing there; one step outside the
-    loop, in a scope that collects losses, does.
-    """
-    shapes = [tuple(t.shape[1:]) for t in graph.model.inputs]
-    if any(d is None for shape in shapes for d in shape):
-        return  # cannot make a probe input; the graph's shapes are not fixed
-    values = [
-        ops.zeros((1, *shape), dtype=t.dtype)
-        for shape, t in zip(shapes, graph.model.inputs)
-    ]
-    # The variables keep their values in the scope (regularizers read them).
-    mapping = [(v, v.value) for v in graph.model.weights]
-    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-        call_step_model(graph.model, values, training=True)
-        if scope.losses:
-            _refuse_losses_added_in_the_loop(name, list(walk_layers(graph.model)))
-
-
-def _refuse_losses_added_in_the_loop(name, step_layers):
-    """A layer called `add_loss()` inside the step: its loss cannot leave the loop."""
-    culprits = []
-    for layer in step_layers:
-        if isinstance(layer, keras.Model):
-            continue
-        regularized = sum(
-            getattr(v, "regularizer", None) is not None for v in layer.weights
-        )
-        if len(layer.losses) > regularized:
-            culprits.append(f"{layer.name!r} ({type(layer).__name__})")
-    raise ValueError(
-        f"{name}: layer {', '.join(culprits) or '(unknown)'} in the step graph "
-        "calls `add_loss()` at every step. A loss added inside the loop cannot "
-        "reach the training loss (in `fit` it fails deep in the backend). "
-        "Return the quantity as a state or output and add the loss outside "
-        "the RecurrentModel (e.g. `model.add_loss(...)` on the output), or use "
-        "weight regularizers, which work inside step graphs."
-    )
-
-
-def _refuse_per_step_randomness(name, step_layers):
-    """JAX's loop cannot advance a layer's seed at every step: say so early."""
-    for layer in step_layers:
-        if hasattr(layer, "begin_sequence") or getattr(layer, "rate", None) == 0:
-            continue  # cellgraph's cells draw their masks once, before the loop
-        if getattr(layer, "seed_generator", None) is not None:
-            raise ValueError(
-                f"{name}: the step graph holds {type(layer).__name__} "
-                f"{layer.name!r}, which draws new random numbers at every step. "
-                "On the JAX backend a layer cannot advance its seed inside the "
-                "loop in training. Use the cells' `dropout`/`recurrent_dropout` "
-                "arguments (one mask per sequence, as Keras), apply the layer "
-                "outside the RecurrentModel, or use the TensorFlow or PyTorch "
-                "backend."
-            )
 
 
 @keras.saving.register_keras_serializable(package="cellgraph")
