@@ -43,8 +43,15 @@ except ImportError:  # pragma: no cover
 A, B, END = 0, 1, 2  # input channels (a, b) and output classes (a, b, end)
 
 
-def build_stack_model(units: int, width: int, capacity: int) -> keras.Model:
-    """The LSTM controller + `Stack` model, not compiled."""
+def build_stack_model(
+    units: int, width: int, capacity: int, readout: str = "both"
+) -> keras.Model:
+    """The LSTM controller + `Stack` model, not compiled.
+
+    `readout="both"`: the step output reads `[h_t, read_t]`; `"read"`: only
+    `[x_t, read_t]`, this step's symbol and the top of the stack (which is
+    all the deterministic part depends on).
+    """
     stack = Stack(width=width, capacity=capacity, name="stack")
     x_t = keras.Input((2,), name="x_t")
     read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
@@ -56,8 +63,9 @@ def build_stack_model(units: int, width: int, capacity: int) -> keras.Model:
         [controller_in, h_tm1, c_tm1]
     )
     read_t, *stack_t = stack([h_t, *stack_tm1])
+    features = [x_t, read_t] if readout == "read" else [h_t, read_t]
     y_t = keras.layers.Dense(3, activation="softmax", name="next_symbol")(
-        keras.layers.Concatenate()([h_t, read_t])
+        keras.layers.Concatenate()(features)
     )
     rnn = cg.RecurrentModel(
         input=x_t,
@@ -153,9 +161,18 @@ def score(outputs, data) -> dict:
     return {"exact": float(np.mean(exact)), "max_n": float(max_n)}
 
 
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--readout",
+        choices=("both", "read"),
+        default="both",
+        help="what the step output reads: [h_t, read_t] or [x_t, read_t]",
+    )
+
+
 def main(argv=None) -> dict:
     """Trains the stack model and the LSTM baseline; returns the results."""
-    args = common.parse_args(__doc__.splitlines()[0], argv)
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments)
     cfg = common.configure(args, FULL, QUICK)
     rng = common.seed_everything(args.seed)
     low, high = cfg["train_n"]
@@ -163,8 +180,9 @@ def main(argv=None) -> dict:
     valid = make_data(np.arange(low, high + 1).repeat(cfg["valid"] // (high - low + 1)))
     test = make_data(np.arange(cfg["test_n"][0], cfg["test_n"][1] + 1))
 
-    stack = build_stack_model(cfg["units"], cfg["width"], 2 * high)
-    evaluator = build_stack_model(cfg["units"], cfg["width"], 2 * cfg["test_n"][1])
+    sizes = (cfg["units"], cfg["width"])
+    stack = build_stack_model(*sizes, 2 * high, args.readout)
+    evaluator = build_stack_model(*sizes, 2 * cfg["test_n"][1], args.readout)
     lstm_units = common.lstm_units_for(stack.count_params(), 2, 3)
     models = {
         "stack": (stack, cfg["units"]),
@@ -172,12 +190,17 @@ def main(argv=None) -> dict:
     }
     for model, _ in models.values():
         common.compile_model(
-            model, "sparse_categorical_crossentropy", LEARNING_RATE, cfg["jit"]
+            model,
+            "sparse_categorical_crossentropy",
+            cfg.get("lr", LEARNING_RATE),
+            cfg["jit"],
+            decay_steps=common.decay_steps(train, cfg),
         )
     results = {
         "task": "anbn",
         "quick": args.quick,
         "seed": args.seed,
+        "readout": args.readout,
         "config": {k: v for k, v in cfg.items() if k != "verbose"},
     }
     results.update(

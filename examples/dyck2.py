@@ -14,10 +14,11 @@ when every output of every step, thresholded at 0.5, is right:
 
 The memory model is the step graph below: an LSTM controller reads
 `[x_t, read_tm1]`, drives a `Stack` (push value, push and pop strengths),
-and the step output reads the controller and this step's read (the top of
-the stack after this step's push or pop). The stack's buffer shifts by one
-slot per step, so its capacity counts steps: 50 in training, 100 in a copy
-of the model for the test (capacity holds no weights). The baseline is an
+and the step output reads this step's read only (the top of the stack after
+this step's push or pop; `--readout both` adds the controller's output). The
+stack's buffer shifts by one slot per step, so its capacity counts steps: 50
+in training, 100 in a copy of the model for the test (capacity holds no
+weights). The baseline is an
 LSTM with at least as many weights, trained on the same data in the same
 run; the best epoch of each is picked on a validation split of fresh strings
 at the training lengths.
@@ -45,8 +46,15 @@ TOKENS = "([)]"  # input channels 0..3
 OUTPUTS = 5  # "(", "[", ")", "]", end
 
 
-def build_stack_model(units: int, width: int, capacity: int) -> keras.Model:
-    """The LSTM controller + `Stack` model, not compiled."""
+def build_stack_model(
+    units: int, width: int, capacity: int, readout: str = "read"
+) -> keras.Model:
+    """The LSTM controller + `Stack` model, not compiled.
+
+    `readout="read"` (the default, chosen on the validation split): the step
+    output reads only `read_t`, the top of the stack after this step's push
+    or pop, which is all the answer depends on; `"both"`: `[h_t, read_t]`.
+    """
     stack = Stack(width=width, capacity=capacity, name="stack")
     x_t = keras.Input((len(TOKENS),), name="x_t")
     read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
@@ -58,8 +66,11 @@ def build_stack_model(units: int, width: int, capacity: int) -> keras.Model:
         [controller_in, h_tm1, c_tm1]
     )
     read_t, *stack_t = stack([h_t, *stack_tm1])
+    features = (
+        read_t if readout == "read" else keras.layers.Concatenate()([h_t, read_t])
+    )
     y_t = keras.layers.Dense(OUTPUTS, activation="sigmoid", name="next_tokens")(
-        keras.layers.Concatenate()([h_t, read_t])
+        features
     )
     rnn = cg.RecurrentModel(
         input=x_t,
@@ -83,9 +94,9 @@ FULL = {
     "train": 5000,
     "valid": 500,
     "test": 1000,
-    "epochs": 40,
-    "patience": 8,
-    "budget": 420,
+    "epochs": 150,
+    "decay": True,
+    "budget": 480,
     "units": 32,
     "width": 8,
     "batch": 32,
@@ -201,17 +212,27 @@ def score(outputs, data) -> dict:
     }
 
 
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--readout",
+        choices=("both", "read"),
+        default="read",
+        help="what the step output reads: [h_t, read_t] or read_t",
+    )
+
+
 def main(argv=None) -> dict:
     """Trains the stack model and the LSTM baseline; returns the results."""
-    args = common.parse_args(__doc__.splitlines()[0], argv)
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments)
     cfg = common.configure(args, FULL, QUICK)
     rng = common.seed_everything(args.seed)
     train = make_data(sample_strings(cfg["train"], cfg["train_lengths"], rng))
     valid = make_data(sample_strings(cfg["valid"], cfg["train_lengths"], rng))
     test = make_data(sample_strings(cfg["test"], cfg["test_lengths"], rng))
 
-    stack = build_stack_model(cfg["units"], cfg["width"], cfg["train_lengths"][1])
-    evaluator = build_stack_model(cfg["units"], cfg["width"], cfg["test_lengths"][1])
+    sizes = (cfg["units"], cfg["width"])
+    stack = build_stack_model(*sizes, cfg["train_lengths"][1], args.readout)
+    evaluator = build_stack_model(*sizes, cfg["test_lengths"][1], args.readout)
     lstm_units = common.lstm_units_for(stack.count_params(), len(TOKENS), OUTPUTS)
     models = {
         "stack": (stack, cfg["units"]),
@@ -221,11 +242,18 @@ def main(argv=None) -> dict:
         ),
     }
     for model, _ in models.values():
-        common.compile_model(model, "binary_crossentropy", LEARNING_RATE, cfg["jit"])
+        common.compile_model(
+            model,
+            "binary_crossentropy",
+            cfg.get("lr", LEARNING_RATE),
+            cfg["jit"],
+            decay_steps=common.decay_steps(train, cfg),
+        )
     results = {
         "task": "dyck2",
         "quick": args.quick,
         "seed": args.seed,
+        "readout": args.readout,
         "config": {k: v for k, v in cfg.items() if k != "verbose"},
     }
     results.update(

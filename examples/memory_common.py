@@ -56,7 +56,8 @@ def parse_args(
 
     Returns:
         The parsed namespace; `--epochs`, `--train`, `--units` and
-        `--budget` are `None` unless given (the config decides).
+        `--budget`, `--width` and `--lr` are `None` unless given (the
+        config decides).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smoke run (seconds)")
@@ -67,25 +68,40 @@ def parse_args(
     parser.add_argument(
         "--budget", type=int, default=None, help="most training seconds per model"
     )
+    parser.add_argument("--width", type=int, default=None, help="memory width")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate")
+    parser.add_argument(
+        "--decay", action="store_true", help="cosine-decay the learning rate"
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="train the memory model only"
+    )
     parser.add_argument("--verbose", type=int, default=None, help="0: quiet")
     parser.add_argument("--no-jit", action="store_true", help="no XLA compilation")
     parser.add_argument("--out", default=None, help="also write the results here")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ("epochs", "train", "units", "budget"):
+    for name in ("epochs", "train", "units", "budget", "width", "lr"):
         value = getattr(args, name)
-        if value is not None and value < 1:
+        if value is not None and value <= 0:
             parser.error(f"argument --{name}: must be >= 1 (got {value})")
     return args
 
 
 def configure(args: argparse.Namespace, full: dict, quick: dict) -> dict:
-    """The run's config: `quick` or `full`, overridden by the command line."""
+    """The run's config: `quick` or `full`, overridden by the command line.
+
+    `cfg["lr"]` (if set) replaces the example's learning rate, `cfg["decay"]`
+    turns on the cosine decay, `cfg["baseline"]` is False with
+    `--no-baseline` (exploratory runs of the memory model alone).
+    """
     cfg = dict(quick if args.quick else full)
-    for name in ("epochs", "train", "units", "budget"):
+    for name in ("epochs", "train", "units", "budget", "width", "lr"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
+    cfg["decay"] = cfg.get("decay", False) or args.decay
+    cfg["baseline"] = not args.no_baseline
     cfg["jit"] = cfg.get("jit", False) and not args.no_jit
     cfg["verbose"] = args.verbose if args.verbose is not None else int(not args.quick)
     cfg["seed"] = args.seed
@@ -168,6 +184,16 @@ def length_batches(
             batches.append((members[start : start + batch_size], int(steps)))
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
+
+
+def decay_steps(train: dict, cfg: dict) -> int | None:
+    """Training steps of the whole run if `cfg["decay"]` (for `compile_model`)."""
+    if not cfg.get("decay"):
+        return None
+    batches = length_batches(
+        train, cfg["batch"], np.random.default_rng(0), cfg.get("multiple", 16)
+    )
+    return cfg["epochs"] * len(batches)
 
 
 def predict(model: keras.Model, inputs: np.ndarray, batch_size: int = 250):
@@ -316,6 +342,8 @@ def compare(
     """
     results = {}
     evaluators = evaluators or {}
+    if not cfg.get("baseline", True):
+        models = dict(list(models.items())[:1])
     constant = constant_outputs(train, valid, classes)
     results["constant_valid_loss"] = round(
         weighted_loss(constant, valid["targets"], valid["weights"]), 6

@@ -287,7 +287,13 @@ def main(argv=None) -> dict:
         "lstm": (common.lstm_baseline(inputs, bits, lstm_units, "sigmoid"), lstm_units),
     }
     for model, _ in models.values():
-        common.compile_model(model, "binary_crossentropy", LEARNING_RATE, cfg["jit"])
+        common.compile_model(
+            model,
+            "binary_crossentropy",
+            cfg.get("lr", LEARNING_RATE),
+            cfg["jit"],
+            decay_steps=common.decay_steps(train, cfg),
+        )
     results = {
         "task": task,
         "quick": args.quick,

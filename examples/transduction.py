@@ -210,7 +210,11 @@ def main(argv=None) -> dict:
     }
     for model, _ in models.values():
         common.compile_model(
-            model, "sparse_categorical_crossentropy", LEARNING_RATE, cfg["jit"]
+            model,
+            "sparse_categorical_crossentropy",
+            cfg.get("lr", LEARNING_RATE),
+            cfg["jit"],
+            decay_steps=common.decay_steps(train, cfg),
         )
     results = {
         "task": args.task,
