@@ -44,15 +44,26 @@ A, B, END = 0, 1, 2  # input channels (a, b) and output classes (a, b, end)
 
 
 def build_stack_model(
-    units: int, width: int, capacity: int, readout: str = "both"
+    units: int,
+    width: int,
+    capacity: int,
+    readout: str = "both",
+    init_scale: float = 1.0,
 ) -> keras.Model:
     """The LSTM controller + `Stack` model, not compiled.
 
     `readout="both"`: the step output reads `[h_t, read_t]`; `"read"`: only
     `[x_t, read_t]`, this step's symbol and the top of the stack (which is
-    all the deterministic part depends on).
+    all the deterministic part depends on). `init_scale` scales the variance
+    of the stack projection's initial kernel (1: Glorot uniform); a larger
+    one starts the push and pop strengths nearer 0 and 1.
     """
-    stack = Stack(width=width, capacity=capacity, name="stack")
+    kernel = keras.initializers.VarianceScaling(
+        init_scale, mode="fan_avg", distribution="uniform"
+    )
+    stack = Stack(
+        width=width, capacity=capacity, kernel_initializer=kernel, name="stack"
+    )
     x_t = keras.Input((2,), name="x_t")
     read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
     h_tm1 = keras.Input((units,), name="h_tm1")
@@ -168,6 +179,12 @@ def add_arguments(parser) -> None:
         default="both",
         help="what the step output reads: [h_t, read_t] or [x_t, read_t]",
     )
+    parser.add_argument(
+        "--init-scale",
+        type=float,
+        default=1.0,
+        help="variance scale of the stack projection's initial kernel",
+    )
 
 
 def main(argv=None) -> dict:
@@ -181,8 +198,9 @@ def main(argv=None) -> dict:
     test = make_data(np.arange(cfg["test_n"][0], cfg["test_n"][1] + 1))
 
     sizes = (cfg["units"], cfg["width"])
-    stack = build_stack_model(*sizes, 2 * high, args.readout)
-    evaluator = build_stack_model(*sizes, 2 * cfg["test_n"][1], args.readout)
+    options = {"readout": args.readout, "init_scale": args.init_scale}
+    stack = build_stack_model(*sizes, 2 * high, **options)
+    evaluator = build_stack_model(*sizes, 2 * cfg["test_n"][1], **options)
     lstm_units = common.lstm_units_for(stack.count_params(), 2, 3)
     models = {
         "stack": (stack, cfg["units"]),
@@ -201,6 +219,7 @@ def main(argv=None) -> dict:
         "quick": args.quick,
         "seed": args.seed,
         "readout": args.readout,
+        "init_scale": args.init_scale,
         "config": {k: v for k, v in cfg.items() if k != "verbose"},
     }
     results.update(

@@ -42,10 +42,25 @@ SYSTEMS = {"reverse": Stack, "copy": Queue}
 
 
 def build_memory_model(
-    task: str, vocab: int, units: int, width: int, capacity: int
+    task: str,
+    vocab: int,
+    units: int,
+    width: int,
+    capacity: int,
+    push_bias: float = 0.0,
+    pop_bias: float = 0.0,
 ) -> keras.Model:
-    """The controller + `Stack` (reverse) or `Queue` (copy) model, not compiled."""
-    memory = SYSTEMS[task](width=width, capacity=capacity, name="memory")
+    """The controller + `Stack` (reverse) or `Queue` (copy) model, not compiled.
+
+    `push_bias` and `pop_bias` start the projection's biases of the push and
+    pop strengths (before the sigmoid) there instead of at 0.
+    """
+    memory = SYSTEMS[task](
+        width=width,
+        capacity=capacity,
+        bias_initializer=ControlBias(width, push_bias, pop_bias),
+        name="memory",
+    )
     x_t = keras.Input((vocab + 1,), name="x_t")  # symbols + separator
     read_tm1 = keras.Input((memory.read_size,), name="read_tm1")
     h_tm1 = keras.Input((units,), name="h_tm1")
@@ -70,6 +85,21 @@ def build_memory_model(
     )
     sequence = keras.Input((None, vocab + 1), name="sequence")
     return keras.Model(sequence, rnn(sequence), name=f"{task}_{memory.name}")
+
+
+class ControlBias(keras.initializers.Initializer):
+    """Bias of a push/pop projection: 0 on the value, given push and pop biases."""
+
+    def __init__(self, width: int, push: float = 0.0, pop: float = 0.0):
+        self.width, self.push, self.pop = width, float(push), float(pop)
+
+    def __call__(self, shape, dtype=None):
+        bias = np.zeros(shape, "float32")
+        bias[self.width :] = [self.push, self.pop]
+        return keras.ops.convert_to_tensor(bias, dtype=dtype)
+
+    def get_config(self):
+        return {"width": self.width, "push": self.push, "pop": self.pop}
 
 
 VOCAB = 128
@@ -186,6 +216,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--vocab", type=int, default=None, help=f"symbols (full run: {VOCAB})"
     )
+    parser.add_argument(
+        "--push-bias", type=float, default=0.0, help="initial push-strength bias"
+    )
+    parser.add_argument(
+        "--pop-bias", type=float, default=0.0, help="initial pop-strength bias"
+    )
 
 
 def main(argv=None) -> dict:
@@ -201,8 +237,13 @@ def main(argv=None) -> dict:
     test = make_data(cfg["test"], cfg["test_lengths"], rng, args.task, vocab)
 
     sizes = (vocab, cfg["units"], cfg["width"])
-    memory = build_memory_model(args.task, *sizes, steps_for(cfg["train_lengths"][1]))
-    evaluator = build_memory_model(args.task, *sizes, steps_for(cfg["test_lengths"][1]))
+    biases = (args.push_bias, args.pop_bias)
+    memory = build_memory_model(
+        args.task, *sizes, steps_for(cfg["train_lengths"][1]), *biases
+    )
+    evaluator = build_memory_model(
+        args.task, *sizes, steps_for(cfg["test_lengths"][1]), *biases
+    )
     lstm_units = common.lstm_units_for(memory.count_params(), vocab + 1, vocab)
     models = {
         "memory": (memory, cfg["units"]),
@@ -219,6 +260,8 @@ def main(argv=None) -> dict:
     results = {
         "task": args.task,
         "system": SYSTEMS[args.task].__name__,
+        "push_bias": args.push_bias,
+        "pop_bias": args.pop_bias,
         "quick": args.quick,
         "seed": args.seed,
         "config": {k: v for k, v in cfg.items() if k != "verbose"},
