@@ -143,6 +143,14 @@ def test_transduction_score_counts_sequences_and_symbols(transduction, rng):
     assert result["fine"] == pytest.approx(1 - 1 / data["weights"].sum())
 
 
+def test_transduction_push_and_pop_biases_start_the_strengths(transduction):
+    model = transduction.build_memory_model("copy", 5, 8, 3, 11, 2.0, -2.0)
+    memory = model.get_layer("memory_rnn").step_model.get_layer("memory")
+    np.testing.assert_array_equal(
+        memory.projection.get_weights()[1], [0.0, 0.0, 0.0, 2.0, -2.0]
+    )
+
+
 # -- NTM copy and associative recall --------------------------------------------
 def test_ntm_settings_are_the_papers(ntm):
     assert ntm.FULL["copy"]["train_lengths"] == (1, 20)
