@@ -1,0 +1,242 @@
+"""aⁿbⁿ counting (Joulin & Mikolov 2015) with a `Stack` superloop.
+
+"Inferring Algorithmic Patterns with Stack-Augmented Recurrent Nets",
+section 4.1: the string `a^n b^n` is read one symbol per step, and after
+each symbol the model predicts the next one among `a`, `b` and the end of
+the string. The first half is not predictable (another `a` or the first
+`b`), but once the first `b` has been read the rest is: `n - 1` more `b`s,
+then the end. A test string counts as right when its whole deterministic
+part (those `n` predictions) is right. Training uses n in 1..20; the test
+uses every n in **21..60**, one string each (there is only one string per
+n). The loss covers every step.
+
+The memory model is the step graph below: an LSTM controller reads
+`[x_t, read_tm1]`, drives a `Stack` (push value, push and pop strengths),
+and the step output reads the controller and this step's read (the top of
+the stack after this step's push or pop). The stack's buffer shifts by one
+slot per step, so its capacity counts steps: 40 in training, 120 in a copy
+of the model for the test (capacity holds no weights). The baseline is an
+LSTM with at least as many weights, trained on the same data in the same
+run. The validation split holds fresh strings at the training lengths,
+which, as there is one string per n, are the training strings themselves:
+it picks the best epoch, and nothing sees the test lengths.
+
+    python examples/anbn.py            # full run
+    python examples/anbn.py --quick    # smoke run
+
+Figures of the full run: docs/memory_tasks.md.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+import cellgraph as cg
+from cellgraph.systems import Stack
+
+try:  # run as a script (examples/ on sys.path) or loaded by the tests
+    import memory_common as common
+except ImportError:  # pragma: no cover
+    from examples import memory_common as common
+
+A, B, END = 0, 1, 2  # input channels (a, b) and output classes (a, b, end)
+
+
+def build_stack_model(
+    units: int,
+    width: int,
+    capacity: int,
+    readout: str = "both",
+    init_scale: float = 1.0,
+) -> keras.Model:
+    """The LSTM controller + `Stack` model, not compiled.
+
+    `readout="both"`: the step output reads `[h_t, read_t]`; `"read"`: only
+    `[x_t, read_t]`, this step's symbol and the top of the stack (which is
+    all the deterministic part depends on). `init_scale` scales the variance
+    of the stack projection's initial kernel (1: Glorot uniform); a larger
+    one starts the push and pop strengths nearer 0 and 1.
+    """
+    kernel = keras.initializers.VarianceScaling(
+        init_scale, mode="fan_avg", distribution="uniform"
+    )
+    stack = Stack(
+        width=width, capacity=capacity, kernel_initializer=kernel, name="stack"
+    )
+    x_t = keras.Input((2,), name="x_t")
+    read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
+    h_tm1 = keras.Input((units,), name="h_tm1")
+    c_tm1 = keras.Input((units,), name="c_tm1")
+    stack_tm1 = stack.initial_state_inputs()
+    controller_in = keras.layers.Concatenate()([x_t, read_tm1])
+    h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
+        [controller_in, h_tm1, c_tm1]
+    )
+    read_t, *stack_t = stack([h_t, *stack_tm1])
+    features = [x_t, read_t] if readout == "read" else [h_t, read_t]
+    y_t = keras.layers.Dense(3, activation="softmax", name="next_symbol")(
+        keras.layers.Concatenate()(features)
+    )
+    rnn = cg.RecurrentModel(
+        input=x_t,
+        output=y_t,
+        initial_states=[read_tm1, h_tm1, c_tm1, *stack_tm1],
+        final_states=[read_t, h_t, c_t, *stack_t],
+        state_initializer=[None, None, None, *stack.state_initializers()],
+        return_sequences=True,
+        name="stack_rnn",
+    )
+    sequence = keras.Input((None, 2), name="sequence")
+    return keras.Model(sequence, rnn(sequence), name="anbn_stack")
+
+
+LEARNING_RATE = 3e-3
+
+FULL = {
+    "train_n": (1, 20),
+    "test_n": (21, 60),
+    "train": 4000,
+    "valid": 20,
+    "epochs": 30,
+    "patience": 8,
+    "budget": 240,
+    "units": 16,
+    "width": 4,
+    "batch": 32,
+    "multiple": 16,
+    "jit": True,
+}
+QUICK = {
+    "train_n": (1, 6),
+    "test_n": (7, 12),
+    "train": 512,
+    "valid": 6,
+    "epochs": 10,
+    "units": 8,
+    "width": 2,
+    "batch": 32,
+    "multiple": 64,  # one batch shape: tracing each shape costs seconds
+    "jit": False,
+}
+
+
+def make_data(ns) -> dict[str, np.ndarray]:
+    """The strings `a^n b^n` for each n in `ns`, padded to the longest.
+
+    Returns:
+        A dict: `inputs (N, T, 2)` one-hot `a`/`b`; `targets (N, T)` the next
+        symbol (`END` after the last `b`); `weights (N, T)`, 1 on the `2n`
+        real steps; `deterministic (N, T)`, 1 on the `n` predictable steps
+        (from the first `b` on); `steps (N,)` = `2n`; `n (N,)`.
+    """
+    ns = np.asarray(ns, "int64")
+    if ns.ndim != 1 or len(ns) == 0 or ns.min() < 1:
+        raise ValueError(
+            f"Argument `ns` must be a non-empty list of n >= 1. Received: ns={ns}"
+        )
+    steps = 2 * int(ns.max())
+    num = len(ns)
+    inputs = np.zeros((num, steps, 2), "float32")
+    targets = np.zeros((num, steps), "int64")
+    weights = np.zeros((num, steps), "float32")
+    deterministic = np.zeros((num, steps), "float32")
+    for i, n in enumerate(ns):
+        inputs[i, :n, A] = 1.0
+        inputs[i, n : 2 * n, B] = 1.0
+        targets[i, : n - 1] = A
+        targets[i, n - 1 : 2 * n - 1] = B
+        targets[i, 2 * n - 1] = END
+        weights[i, : 2 * n] = 1.0
+        deterministic[i, n : 2 * n] = 1.0
+    return {
+        "inputs": inputs,
+        "targets": targets,
+        "weights": weights,
+        "deterministic": deterministic,
+        "steps": 2 * ns,
+        "n": ns,
+    }
+
+
+def score(outputs, data) -> dict:
+    """`exact`: strings whose deterministic part is right; `max_n`: the
+    largest n up to which every string is right (0 if the first is wrong)."""
+    right = np.asarray(outputs).argmax(-1) == data["targets"]
+    scored = data["deterministic"] > 0
+    exact = np.all(right | ~scored, axis=1)
+    order = np.argsort(data["n"])
+    wrong = np.flatnonzero(~exact[order])
+    ns = data["n"][order]
+    max_n = int(ns[-1]) if len(wrong) == 0 else int(ns[wrong[0]] - 1)
+    return {"exact": float(np.mean(exact)), "max_n": float(max_n)}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--readout",
+        choices=("both", "read"),
+        default="both",
+        help="what the step output reads: [h_t, read_t] or [x_t, read_t]",
+    )
+    parser.add_argument(
+        "--init-scale",
+        type=float,
+        default=1.0,
+        help="variance scale of the stack projection's initial kernel",
+    )
+
+
+def main(argv=None) -> dict:
+    """Trains the stack model and the LSTM baseline; returns the results."""
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments)
+    cfg = common.configure(args, FULL, QUICK)
+    rng = common.seed_everything(args.seed)
+    low, high = cfg["train_n"]
+    train = make_data(rng.integers(low, high + 1, cfg["train"]))
+    valid = make_data(np.arange(low, high + 1).repeat(cfg["valid"] // (high - low + 1)))
+    test = make_data(np.arange(cfg["test_n"][0], cfg["test_n"][1] + 1))
+
+    sizes = (cfg["units"], cfg["width"])
+    options = {"readout": args.readout, "init_scale": args.init_scale}
+    stack = build_stack_model(*sizes, 2 * high, **options)
+    evaluator = build_stack_model(*sizes, 2 * cfg["test_n"][1], **options)
+    lstm_units = common.lstm_units_for(stack.count_params(), 2, 3)
+    models = {
+        "stack": (stack, cfg["units"]),
+        "lstm": (common.lstm_baseline(2, 3, lstm_units), lstm_units),
+    }
+    for model, _ in models.values():
+        common.compile_model(
+            model,
+            "sparse_categorical_crossentropy",
+            cfg.get("lr", LEARNING_RATE),
+            cfg["jit"],
+            decay_steps=common.decay_steps(train, cfg),
+        )
+    results = {
+        "task": "anbn",
+        "quick": args.quick,
+        "seed": args.seed,
+        "readout": args.readout,
+        "init_scale": args.init_scale,
+        "config": {k: v for k, v in cfg.items() if k != "verbose"},
+    }
+    results.update(
+        common.compare(
+            models,
+            train,
+            valid,
+            {"test": test},
+            score,
+            "exact",
+            cfg,
+            3,
+            evaluators={"stack": evaluator},
+        )
+    )
+    return common.report(results, args.out)
+
+
+if __name__ == "__main__":
+    main()

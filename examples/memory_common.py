@@ -1,0 +1,415 @@
+"""Shared code of the memory-task examples: CLI, batching, training, scoring.
+
+The memory examples (`transduction.py`, `ntm_tasks.py`, `dyck2.py`,
+`anbn.py`) each define their own data generator, step graph and score; this
+module holds what they share:
+
+- the command line (`--quick`, `--seed`, `--epochs`, `--train`, `--units`,
+  `--budget`, `--verbose`, `--no-jit`, `--out`) and the full/quick configs;
+- the LSTM baseline step graph and the unit count that gives it at least as
+  many weights as the memory model;
+- a training loop over length buckets (sequences of similar length share a
+  batch, cut to a multiple of `multiple` steps, so short sequences do not
+  pay for the longest one) that keeps the weights of the best epoch on a
+  validation split at the *training* lengths;
+- the weighted loss (mean over the scored steps only) and the loss of the
+  best constant predictor, the trivial baseline every quick run must beat.
+
+A data set is a dict of NumPy arrays: `inputs (N, T, F)` float32,
+`targets (N, T)` int64 (softmax tasks) or `(N, T, K)` float32 (sigmoid
+tasks), `weights (N, T)` float32 (1 on the scored steps) and `steps (N,)`,
+the number of steps each sequence really uses (the rest is zero padding at
+the end, which a causal model sees only after its scored steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import cellgraph as cg  # noqa: E402
+
+EPSILON = 1e-7
+
+
+# -- command line --------------------------------------------------------------
+def parse_args(
+    description: str,
+    argv=None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """Parses the options every memory example takes.
+
+    Args:
+        description: the `--help` description (the module docstring's first
+            line).
+        argv: the arguments (`None`: `sys.argv[1:]`).
+        add_arguments: an optional callable adding the example's own options.
+
+    Returns:
+        The parsed namespace; `--epochs`, `--train`, `--units` and
+        `--budget`, `--width` and `--lr` are `None` unless given (the
+        config decides).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smoke run (seconds)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="most epochs")
+    parser.add_argument("--train", type=int, default=None, help="training sequences")
+    parser.add_argument("--units", type=int, default=None, help="controller units")
+    parser.add_argument(
+        "--budget", type=int, default=None, help="most training seconds per model"
+    )
+    parser.add_argument("--width", type=int, default=None, help="memory width")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate")
+    parser.add_argument(
+        "--decay", action="store_true", help="cosine-decay the learning rate"
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="train the memory model only"
+    )
+    parser.add_argument("--verbose", type=int, default=None, help="0: quiet")
+    parser.add_argument("--no-jit", action="store_true", help="no XLA compilation")
+    parser.add_argument("--out", default=None, help="also write the results here")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    for name in ("epochs", "train", "units", "budget", "width", "lr"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"argument --{name}: must be >= 1 (got {value})")
+    return args
+
+
+def configure(args: argparse.Namespace, full: dict, quick: dict) -> dict:
+    """The run's config: `quick` or `full`, overridden by the command line.
+
+    `cfg["lr"]` (if set) replaces the example's learning rate, `cfg["decay"]`
+    turns on the cosine decay, `cfg["baseline"]` is False with
+    `--no-baseline` (exploratory runs of the memory model alone).
+    """
+    cfg = dict(quick if args.quick else full)
+    for name in ("epochs", "train", "units", "budget", "width", "lr"):
+        if getattr(args, name) is not None:
+            cfg[name] = getattr(args, name)
+    cfg["decay"] = cfg.get("decay", False) or args.decay
+    cfg["baseline"] = not args.no_baseline
+    cfg["jit"] = cfg.get("jit", False) and not args.no_jit
+    cfg["verbose"] = args.verbose if args.verbose is not None else int(not args.quick)
+    cfg["seed"] = args.seed
+    return cfg
+
+
+# -- the LSTM baseline -----------------------------------------------------------
+def lstm_params(inputs: int, units: int, outputs: int) -> int:
+    """Weights of `lstm_baseline(inputs, outputs, units)`."""
+    return 4 * (inputs + units + 1) * units + (units + 1) * outputs
+
+
+def lstm_units_for(params: int, inputs: int, outputs: int) -> int:
+    """The smallest LSTM baseline with at least `params` weights."""
+    units = 1
+    while lstm_params(inputs, units, outputs) < params:
+        units += 1
+    return units
+
+
+def lstm_baseline(
+    inputs: int, outputs: int, units: int, activation: str = "softmax"
+) -> keras.Model:
+    """The baseline: `x_t -> LSTMCell(units) -> Dense(outputs)`, not compiled."""
+    x_t = keras.Input((inputs,), name="x_t")
+    h_tm1 = keras.Input((units,), name="h_tm1")
+    c_tm1 = keras.Input((units,), name="c_tm1")
+    h_t, _, c_t = cg.cells.LSTMCell(units, name="lstm")([x_t, h_tm1, c_tm1])
+    y_t = keras.layers.Dense(outputs, activation=activation, name="output")(h_t)
+    rnn = cg.RecurrentModel(
+        input=x_t,
+        output=y_t,
+        initial_states=[h_tm1, c_tm1],
+        final_states=[h_t, c_t],
+        return_sequences=True,
+        name="lstm_rnn",
+    )
+    sequence = keras.Input((None, inputs), name="sequence")
+    return keras.Model(sequence, rnn(sequence), name="lstm")
+
+
+def compile_model(
+    model: keras.Model,
+    loss: str,
+    learning_rate: float,
+    jit: bool = False,
+    decay_steps: int | None = None,
+) -> keras.Model:
+    """Adam with gradient clipping (norm 1); cosine decay to 5% if `decay_steps`."""
+    rate = learning_rate
+    if decay_steps:
+        rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=decay_steps, alpha=0.05
+        )
+    model.compile(
+        optimizer=keras.optimizers.Adam(rate, clipnorm=1.0),
+        loss=loss,
+        jit_compile=jit,
+    )
+    return model
+
+
+# -- batches and training ----------------------------------------------------------
+def length_batches(
+    data: dict, batch_size: int, rng: np.random.Generator, multiple: int = 16
+) -> list[tuple[np.ndarray, int]]:
+    """One epoch of batches, each `(indices, steps)` from one length bucket.
+
+    A sequence of `s` steps goes to the bucket of `ceil(s / multiple) *
+    multiple` steps (at most the padded length); each bucket is shuffled and
+    cut into batches, and the batches are shuffled. Few distinct batch shapes
+    keep the number of compiled training functions small.
+    """
+    padded = data["inputs"].shape[1]
+    buckets = np.minimum(-(-data["steps"] // multiple) * multiple, padded)
+    batches = []
+    for steps in np.unique(buckets):
+        members = rng.permutation(np.flatnonzero(buckets == steps))
+        for start in range(0, len(members), batch_size):
+            batches.append((members[start : start + batch_size], int(steps)))
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def decay_steps(train: dict, cfg: dict) -> int | None:
+    """Training steps of the whole run if `cfg["decay"]` (for `compile_model`)."""
+    if not cfg.get("decay"):
+        return None
+    batches = length_batches(
+        train, cfg["batch"], np.random.default_rng(0), cfg.get("multiple", 16)
+    )
+    return cfg["epochs"] * len(batches)
+
+
+def predict(model: keras.Model, inputs: np.ndarray, batch_size: int = 250):
+    """The model's outputs as a NumPy array."""
+    return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0))
+
+
+def weighted_loss(outputs, targets, weights) -> float:
+    """Cross-entropy averaged over the scored steps only.
+
+    Softmax outputs `(N, T, C)` with integer targets `(N, T)`, or sigmoid
+    outputs `(N, T, K)` with 0/1 targets `(N, T, K)` (binary cross-entropy
+    averaged over the K channels, as Keras computes it).
+    """
+    outputs = np.clip(np.asarray(outputs, "float64"), EPSILON, 1 - EPSILON)
+    targets = np.asarray(targets)
+    if targets.ndim == outputs.ndim - 1:
+        picked = np.take_along_axis(outputs, targets[..., None], axis=-1)[..., 0]
+        nll = -np.log(picked)
+    else:
+        nll = -np.mean(
+            targets * np.log(outputs) + (1 - targets) * np.log(1 - outputs), axis=-1
+        )
+    weights = np.asarray(weights, "float64")
+    return float(np.sum(nll * weights) / np.sum(weights))
+
+
+def constant_outputs(train: dict, data: dict, classes: int) -> np.ndarray:
+    """The best constant predictor's outputs on `data` (the trivial baseline).
+
+    It always outputs the frequencies of the targets on the scored training
+    steps: the class frequencies (softmax) or each channel's mean (sigmoid).
+    """
+    scored = train["weights"] > 0
+    targets = train["targets"]
+    if targets.ndim == 2:
+        counts = np.bincount(targets[scored], minlength=classes)
+        frequencies = counts / counts.sum()
+    else:
+        frequencies = targets[scored].mean(0)
+    shape = (*data["weights"].shape, classes)
+    return np.broadcast_to(frequencies.astype("float32"), shape)
+
+
+def fit(
+    model: keras.Model,
+    train: dict,
+    valid: dict,
+    score: Callable[[np.ndarray, dict], dict],
+    primary: str,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    budget: float | None = None,
+    patience: int | None = None,
+    multiple: int = 16,
+    verbose: int = 1,
+    name: str = "model",
+) -> dict:
+    """Trains on length buckets; keeps the weights of the best validation epoch.
+
+    After each epoch the model is scored on `valid` (the training lengths,
+    fresh data): the best epoch has the highest `score(...)[primary]`, ties
+    broken by the lower validation loss. Training stops after `epochs`
+    epochs, after `patience` epochs without a better one, or at the end of
+    the first epoch that ends past `budget` seconds.
+
+    Returns:
+        A dict: `seconds` (training wall time, validation included),
+        `epochs` (run), `best_epoch` (1-based), `history` (per epoch: train
+        loss, validation loss, validation score, elapsed seconds).
+    """
+    rng = np.random.default_rng(seed)
+    history, best_key, best_weights, best_epoch = [], None, None, 0
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for indices, steps in length_batches(train, batch_size, rng, multiple):
+            loss = model.train_on_batch(
+                train["inputs"][indices, :steps],
+                train["targets"][indices, :steps],
+                sample_weight=train["weights"][indices, :steps],
+            )
+            losses.append(float(np.asarray(loss).reshape(-1)[0]))
+        outputs = predict(model, valid["inputs"])
+        val_loss = weighted_loss(outputs, valid["targets"], valid["weights"])
+        val_score = score(outputs, valid)
+        elapsed = time.perf_counter() - start
+        row = {
+            "epoch": epoch,
+            "loss": round(float(np.mean(losses)), 6),
+            "val_loss": round(val_loss, 6),
+            **{f"val_{k}": round(v, 4) for k, v in val_score.items()},
+            "seconds": round(elapsed, 1),
+        }
+        history.append(row)
+        if verbose:
+            print(name, json.dumps(row), flush=True)
+        key = (val_score[primary], -val_loss)
+        if best_key is None or key > best_key:
+            best_key, best_weights, best_epoch = key, model.get_weights(), epoch
+        if budget is not None and elapsed > budget:
+            break
+        if patience is not None and epoch - best_epoch >= patience:
+            break
+    model.set_weights(best_weights)
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "history": history,
+    }
+
+
+def compare(
+    models: dict[str, tuple[keras.Model, int]],
+    train: dict,
+    valid: dict,
+    tests: dict[str, dict],
+    score: Callable[[np.ndarray, dict], dict],
+    primary: str,
+    cfg: dict,
+    classes: int,
+    evaluators: dict[str, keras.Model] | None = None,
+) -> dict:
+    """Trains each model the same way and scores it on every test set.
+
+    Args:
+        models: `{name: (compiled model, units)}`, trained in this order.
+        train, valid: the training and validation data (training lengths).
+        tests: `{name: data}`, the test sets (the lengths to generalise to).
+        score: `score(outputs, data) -> {metric: value}`.
+        primary: the metric that picks the best epoch.
+        cfg: the run's config (`epochs`, `batch`, `seed`, `verbose`, and
+            optionally `budget`, `patience`, `multiple`).
+        classes: number of output classes/channels (for the trivial baseline).
+        evaluators: optional `{name: model}` with the same weights layout,
+            used instead of the trained model on the test sets (e.g. a
+            memory of a larger capacity: capacities hold no weights).
+
+    Returns:
+        A flat dict of results: `{model}_{test}_{metric}`, `{model}_valid_
+        {metric}`, `{model}_params`, `{model}_units`, `{model}_train_seconds`,
+        `{model}_epochs`, `{model}_best_epoch`, the trivial baseline's
+        `constant_valid_loss` and each model's `{model}_valid_loss`.
+    """
+    results = {}
+    evaluators = evaluators or {}
+    if not cfg.get("baseline", True):
+        models = dict(list(models.items())[:1])
+    constant = constant_outputs(train, valid, classes)
+    results["constant_valid_loss"] = round(
+        weighted_loss(constant, valid["targets"], valid["weights"]), 6
+    )
+    for test_name, data in tests.items():
+        for metric, value in score(
+            constant_outputs(train, data, classes), data
+        ).items():
+            results[f"constant_{test_name}_{metric}"] = value
+    for name, (model, units) in models.items():
+        if cfg["verbose"]:
+            print(
+                f"--- {name}: {units} units, {model.count_params()} weights", flush=True
+            )
+        run = fit(
+            model,
+            train,
+            valid,
+            score,
+            primary,
+            epochs=cfg["epochs"],
+            batch_size=cfg["batch"],
+            seed=cfg["seed"],
+            budget=cfg.get("budget"),
+            patience=cfg.get("patience"),
+            multiple=cfg.get("multiple", 16),
+            verbose=cfg["verbose"],
+            name=name,
+        )
+        results.update(
+            {
+                f"{name}_units": units,
+                f"{name}_params": model.count_params(),
+                f"{name}_train_seconds": run["seconds"],
+                f"{name}_epochs": run["epochs"],
+                f"{name}_best_epoch": run["best_epoch"],
+            }
+        )
+        outputs = predict(model, valid["inputs"])
+        results[f"{name}_valid_loss"] = round(
+            weighted_loss(outputs, valid["targets"], valid["weights"]), 6
+        )
+        for metric, value in score(outputs, valid).items():
+            results[f"{name}_valid_{metric}"] = value
+        evaluator = evaluators.get(name, model)
+        if evaluator is not model:
+            evaluator.set_weights(model.get_weights())
+        for test_name, data in tests.items():
+            outputs = predict(evaluator, data["inputs"])
+            for metric, value in score(outputs, data).items():
+                results[f"{name}_{test_name}_{metric}"] = value
+        results[f"{name}_history"] = run["history"]
+    return results
+
+
+def report(results: dict, out: str | None = None) -> dict:
+    """Prints the results as JSON (without the per-epoch histories); writes `out`."""
+    summary = {k: v for k, v in results.items() if not k.endswith("_history")}
+    print(json.dumps(summary, indent=1), flush=True)
+    if out:
+        with open(out, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seeds Keras (and NumPy, Python) and returns a NumPy generator for the data."""
+    keras.utils.set_random_seed(seed)
+    return np.random.default_rng(seed)

@@ -1,0 +1,286 @@
+"""The memory tasks at the papers' settings (issue 19): data, scores, quick runs.
+
+The examples are `examples/transduction.py`, `ntm_tasks.py`, `dyck2.py` and
+`anbn.py`, sharing `examples/memory_common.py`. Their full runs are recorded
+in docs/memory_tasks.md; here the generators are checked against hand-made
+cases, and each `--quick` run must beat the best constant predictor on its
+validation split, which only a model that learnt something from its inputs
+does.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))  # the examples import memory_common
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def common():
+    return load("memory_common")
+
+
+@pytest.fixture(scope="module")
+def transduction():
+    return load("transduction")
+
+
+@pytest.fixture(scope="module")
+def ntm():
+    return load("ntm_tasks")
+
+
+@pytest.fixture(scope="module")
+def dyck():
+    return load("dyck2")
+
+
+@pytest.fixture(scope="module")
+def anbn():
+    return load("anbn")
+
+
+# -- the shared helper -----------------------------------------------------------
+def test_lstm_units_for_gives_the_smallest_baseline_at_least_as_big(common):
+    # 4 * (3 + 10 + 1) * 10 + 11 * 2 = 582 weights for 10 units
+    assert common.lstm_params(3, 10, 2) == 582
+    assert common.lstm_units_for(582, 3, 2) == 10
+    assert common.lstm_units_for(583, 3, 2) == 11
+    model = common.lstm_baseline(3, 2, 10)
+    assert model.count_params() == 582
+
+
+def test_length_batches_cover_every_sequence_once_in_one_bucket(common, rng):
+    steps = rng.integers(1, 40, 301)
+    data = {"inputs": np.zeros((301, 40, 1)), "steps": steps}
+    batches = common.length_batches(data, 16, rng, multiple=16)
+    seen = np.concatenate([indices for indices, _ in batches])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(301))
+    for indices, bucket in batches:
+        assert len(indices) <= 16
+        assert bucket in (16, 32, 40)  # the last bucket stops at the padding
+        assert (steps[indices] <= bucket).all()
+        assert (steps[indices] > {16: 0, 32: 16, 40: 32}[bucket]).all()
+
+
+def test_weighted_loss_averages_over_scored_steps_only(common):
+    outputs = np.array([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]])
+    targets = np.array([[0, 0, 1]])
+    weights = np.array([[0.0, 1.0, 1.0]])
+    expected = -(np.log(0.9) + np.log(0.8)) / 2
+    assert common.weighted_loss(outputs, targets, weights) == pytest.approx(expected)
+    bits = np.array([[[1.0, 0.0]]])
+    sig = np.array([[[0.9, 0.4]]])
+    expected = -(np.log(0.9) + np.log(0.6)) / 2
+    assert common.weighted_loss(sig, bits, np.ones((1, 1))) == pytest.approx(expected)
+
+
+def test_constant_outputs_are_the_training_frequencies(common):
+    train = {
+        "targets": np.array([[2, 0, 2, 1]]),
+        "weights": np.array([[1.0, 1.0, 1.0, 0.0]]),  # the 1 is not scored
+    }
+    out = common.constant_outputs(train, {"weights": np.ones((2, 3))}, 3)
+    assert out.shape == (2, 3, 3)
+    np.testing.assert_allclose(out[1, 2], [1 / 3, 0.0, 2 / 3])
+
+
+def test_bad_command_lines_are_refused(common):
+    with pytest.raises(SystemExit):
+        common.parse_args("x", ["--epochs", "0"])
+    with pytest.raises(SystemExit):
+        common.parse_args("x", ["--budget", "-5"])
+
+
+# -- transduction ----------------------------------------------------------------
+def test_transduction_settings_are_the_papers(transduction):
+    assert transduction.VOCAB == 128
+    assert transduction.FULL["train_lengths"] == (8, 64)
+    assert transduction.FULL["test_lengths"] == (65, 128)
+
+
+@pytest.mark.parametrize("task", ["reverse", "copy"])
+def test_transduction_targets_follow_the_separator(transduction, rng, task):
+    data = transduction.make_data(100, (3, 9), rng, task, vocab=5)
+    assert data["inputs"].shape == (100, 19, 6)
+    for x, y, w, length in zip(
+        data["inputs"], data["targets"], data["weights"], data["lengths"]
+    ):
+        seq = x[:length, :5].argmax(-1)
+        assert x[length, 5] == 1.0 and x[length].sum() == 1.0
+        assert not x[length + 1 :].any()
+        np.testing.assert_array_equal(np.flatnonzero(w), length + 1 + np.arange(length))
+        want = seq[::-1] if task == "reverse" else seq
+        np.testing.assert_array_equal(y[length + 1 : 2 * length + 1], want)
+    np.testing.assert_array_equal(data["steps"], 2 * data["lengths"] + 1)
+    with pytest.raises(ValueError, match="task"):
+        transduction.make_data(2, (3, 4), rng, "sort")
+    with pytest.raises(ValueError, match="lengths"):
+        transduction.make_data(2, (4, 3), rng)
+
+
+def test_transduction_score_counts_sequences_and_symbols(transduction, rng):
+    data = transduction.make_data(4, (2, 3), rng, vocab=3)
+    perfect = np.eye(3)[data["targets"]]
+    assert transduction.score(perfect, data) == {"coarse": 1.0, "fine": 1.0}
+    first = int(np.flatnonzero(data["weights"][0])[0])
+    perfect[0, first] = np.roll(perfect[0, first], 1)
+    perfect[1, 0] = np.roll(perfect[1, 0], 1)  # an unscored step
+    result = transduction.score(perfect, data)
+    assert result["coarse"] == 0.75
+    assert result["fine"] == pytest.approx(1 - 1 / data["weights"].sum())
+
+
+def test_transduction_push_and_pop_biases_start_the_strengths(transduction):
+    model = transduction.build_memory_model("copy", 5, 8, 3, 11, 2.0, -2.0)
+    memory = model.get_layer("memory_rnn").step_model.get_layer("memory")
+    np.testing.assert_array_equal(
+        memory.projection.get_weights()[1], [0.0, 0.0, 0.0, 2.0, -2.0]
+    )
+
+
+# -- NTM copy and associative recall --------------------------------------------
+def test_ntm_settings_are_the_papers(ntm):
+    assert ntm.FULL["copy"]["train_lengths"] == (1, 20)
+    assert ntm.FULL["copy"]["test_lengths"] == (20, 40, 120)
+    assert ntm.FULL["recall"]["train_lengths"] == (2, 6)
+    assert ntm.FULL["recall"]["test_lengths"] == (12,)
+    assert ntm.SHARED_FULL["slots"] >= 120  # a copy of 120 vectors fits
+
+
+def test_copy_targets_are_the_inputs_after_the_delimiter(ntm, rng):
+    data = ntm.make_copy_data(50, (1, 6), rng)
+    for x, y, w, steps in zip(
+        data["inputs"], data["targets"], data["weights"], data["steps"]
+    ):
+        length = (steps - 1) // 2
+        assert x[length, 8] == 1.0 and x[length].sum() == 1.0
+        assert not x[:length, 8].any() and not x[length + 1 :].any()
+        np.testing.assert_array_equal(y[length + 1 : steps], x[:length, :8])
+        np.testing.assert_array_equal(np.flatnonzero(w), length + 1 + np.arange(length))
+
+
+def test_recall_targets_are_the_item_after_the_query(ntm, rng):
+    data = ntm.make_recall_data(60, (2, 5), rng)
+    bits = ntm.RECALL_BITS
+    for x, y, w, steps, query in zip(
+        data["inputs"],
+        data["targets"],
+        data["weights"],
+        data["steps"],
+        data["queries"],
+    ):
+        k = (steps - 8) // 4
+        items = [x[4 * j + 1 : 4 * j + 4, :bits] for j in range(k)]
+        assert all(x[4 * j, bits] == 1.0 for j in range(k))
+        start = 4 * k
+        assert x[start, bits + 1] == 1.0 and x[start + 4, bits + 1] == 1.0
+        np.testing.assert_array_equal(x[start + 1 : start + 4, :bits], items[query])
+        assert 0 <= query < k - 1
+        np.testing.assert_array_equal(y[start + 5 : start + 8], items[query + 1])
+        np.testing.assert_array_equal(np.flatnonzero(w), start + 5 + np.arange(3))
+        assert not x[start + 5 :].any()
+    assert ntm.recall_steps(12) == 56
+
+
+def test_ntm_score_counts_wrong_bits_per_sequence(ntm, rng):
+    data = ntm.make_copy_data(10, (3, 3), rng)
+    assert ntm.score(data["targets"], data)["bits_error"] == 0.0
+    noisy = data["targets"].copy()
+    noisy[0, 4, :3] = 1 - noisy[0, 4, :3]  # 3 wrong bits on a scored step
+    noisy[1, 0] = 1 - noisy[1, 0]  # an unscored step
+    assert ntm.score(noisy, data) == {"bits_error": pytest.approx(0.3), "exact": 0.9}
+
+
+# -- Dyck-2 -----------------------------------------------------------------------
+def test_next_token_sets_track_the_innermost_open_bracket(dyck):
+    sets = dyck.next_token_sets("([])[]")
+    np.testing.assert_array_equal(
+        sets,
+        [
+            [1, 1, 1, 0, 0],  # "(": close with ")"
+            [1, 1, 0, 1, 0],  # "([": close with "]"
+            [1, 1, 1, 0, 0],  # "([]": back to ")"
+            [1, 1, 0, 0, 1],  # "([])": balanced, may end
+            [1, 1, 0, 1, 0],
+            [1, 1, 0, 0, 1],
+        ],
+    )
+    with pytest.raises(ValueError, match="Dyck-2"):
+        dyck.next_token_sets("(]")
+
+
+def test_dyck_strings_are_balanced_and_in_range(dyck, rng):
+    assert dyck.FULL["train_lengths"] == (2, 50)
+    assert dyck.FULL["test_lengths"] == (52, 100)
+    assert (dyck.FULL["train"], dyck.FULL["test"]) == (5000, 1000)
+    strings = dyck.sample_strings(300, (52, 100), rng)
+    assert all(52 <= len(s) <= 100 for s in strings)
+    for s in strings:
+        assert dyck.next_token_sets(s)[-1, 4] == 1.0  # balanced at the end
+    data = dyck.make_data(strings)
+    np.testing.assert_array_equal(data["weights"].sum(1), [len(s) for s in strings])
+
+
+def test_dyck_pcfg_probabilities(dyck):
+    # S -> "" with probability 1 - p - q = 0.25; S -> (S) or [S] with 0.25 each
+    rng = np.random.default_rng(1)
+    strings = [dyck.sample_string(rng, 10_000) for _ in range(4000)]
+    strings = [s for s in strings if s is not None]
+    assert np.mean([s == "" for s in strings]) == pytest.approx(0.25, abs=0.03)
+    assert np.mean([s == "()" for s in strings]) == pytest.approx(0.25 * 0.25, abs=0.02)
+
+
+# -- a^n b^n ------------------------------------------------------------------------
+def test_anbn_targets_and_deterministic_part(anbn):
+    data = anbn.make_data([3, 1])
+    a, b, end = anbn.A, anbn.B, anbn.END
+    np.testing.assert_array_equal(data["inputs"][0].argmax(-1), [a, a, a, b, b, b])
+    np.testing.assert_array_equal(data["targets"][0], [a, a, b, b, b, end])
+    np.testing.assert_array_equal(data["deterministic"][0], [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(data["targets"][1, :2], [b, end])
+    np.testing.assert_array_equal(data["deterministic"][1], [0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(data["weights"][1], [1, 1, 0, 0, 0, 0])
+    assert anbn.FULL["train_n"] == (1, 20) and anbn.FULL["test_n"] == (21, 60)
+
+
+def test_anbn_score_finds_the_largest_n_solved(anbn):
+    data = anbn.make_data([2, 4, 3])
+    outputs = np.eye(3)[data["targets"]]
+    outputs[1, 6] = np.eye(3)[anbn.A]  # n = 4 wrong in its deterministic part
+    outputs[2, 0] = np.eye(3)[anbn.B]  # n = 3 wrong outside it: still right
+    assert anbn.score(outputs, data) == {"exact": pytest.approx(2 / 3), "max_n": 3.0}
+
+
+# -- quick runs: each must beat the best constant predictor -----------------------
+QUICK_RUNS = [
+    ("transduction", ["--task", "reverse"], "memory"),
+    ("transduction", ["--task", "copy"], "memory"),
+    ("ntm_tasks", ["--task", "copy"], "ntm"),
+    ("ntm_tasks", ["--task", "recall"], "ntm"),
+    ("dyck2", [], "stack"),
+    ("anbn", [], "stack"),
+]
+
+
+@pytest.mark.parametrize("name, argv, model", QUICK_RUNS)
+def test_quick_run_beats_the_constant_predictor(name, argv, model):
+    results = load(name).main(["--quick", "--verbose", "0", *argv])
+    assert results["quick"] is True
+    for key in (model, "lstm"):
+        assert results[f"{key}_epochs"] >= 1
+        assert results[f"{key}_train_seconds"] > 0.0
+    assert results["lstm_params"] >= results[f"{model}_params"]
+    assert results[f"{model}_valid_loss"] < 0.95 * results["constant_valid_loss"]
