@@ -89,6 +89,15 @@ def superloop_stack_and_queue():
     return keras.Model(inputs, superloop(inputs)), [(2, 4, 3)]
 
 
+def fused_stack_of_lstm_cells():
+    """A `FusedCellStack` (what `Superloop(fused=True)` runs) as a layer."""
+    stack = cg.cells.FusedCellStack("lstm", layers=3, units=4, input_dim=3)
+    inputs = keras.Input((4, 3))
+    return keras.Model(inputs, stack.get_layer(return_sequences=True)(inputs)), [
+        (2, 4, 3)
+    ]
+
+
 def memories_with_one_hot_initial_states():
     """Every memory system in one step graph, with the systems' initial states."""
     systems = [
@@ -164,6 +173,7 @@ MODELS = {
     "cells_in_one_step_graph": cells_in_one_step_graph,
     "stack_with_nested_cells": stack_with_nested_cells,
     "superloop_stack_and_queue": superloop_stack_and_queue,
+    "fused_stack_of_lstm_cells": fused_stack_of_lstm_cells,
     "memories_with_one_hot_initial_states": memories_with_one_hot_initial_states,
     "feedback_chain_on_a_sequence": feedback_chain_on_a_sequence,
     "feedback_tree_on_an_image": feedback_tree_on_an_image,
