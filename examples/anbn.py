@@ -206,21 +206,16 @@ def main(argv=None) -> dict:
         "stack": (stack, cfg["units"]),
         "lstm": (common.lstm_baseline(2, 3, lstm_units), lstm_units),
     }
-    for model, _ in models.values():
-        common.compile_model(
-            model,
-            "sparse_categorical_crossentropy",
-            cfg.get("lr", LEARNING_RATE),
-            cfg["jit"],
-            decay_steps=common.decay_steps(train, cfg),
-        )
+    common.compile_models(
+        models, "sparse_categorical_crossentropy", cfg, train, LEARNING_RATE
+    )
     results = {
         "task": "anbn",
         "quick": args.quick,
         "seed": args.seed,
         "readout": args.readout,
         "init_scale": args.init_scale,
-        "config": {k: v for k, v in cfg.items() if k != "verbose"},
+        "config": common.run_config(cfg),
     }
     results.update(
         common.compare(

@@ -241,20 +241,13 @@ def main(argv=None) -> dict:
             lstm_units,
         ),
     }
-    for model, _ in models.values():
-        common.compile_model(
-            model,
-            "binary_crossentropy",
-            cfg.get("lr", LEARNING_RATE),
-            cfg["jit"],
-            decay_steps=common.decay_steps(train, cfg),
-        )
+    common.compile_models(models, "binary_crossentropy", cfg, train, LEARNING_RATE)
     results = {
         "task": "dyck2",
         "quick": args.quick,
         "seed": args.seed,
         "readout": args.readout,
-        "config": {k: v for k, v in cfg.items() if k != "verbose"},
+        "config": common.run_config(cfg),
     }
     results.update(
         common.compare(

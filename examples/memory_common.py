@@ -165,6 +165,28 @@ def compile_model(
 
 
 # -- batches and training ----------------------------------------------------------
+
+
+def compile_models(models: dict, loss: str, cfg: dict, train, learning_rate: float):
+    """Compiles every model of `{name: (model, units)}` the same way.
+
+    `cfg["lr"]`, when given, overrides the task's default `learning_rate`.
+    """
+    for model, _ in models.values():
+        compile_model(
+            model,
+            loss,
+            cfg.get("lr", learning_rate),
+            cfg["jit"],
+            decay_steps=decay_steps(train, cfg),
+        )
+
+
+def run_config(cfg: dict) -> dict:
+    """The run's configuration as recorded in the results (no verbosity)."""
+    return {k: v for k, v in cfg.items() if k != "verbose"}
+
+
 def length_batches(
     data: dict, batch_size: int, rng: np.random.Generator, multiple: int = 16
 ) -> list[tuple[np.ndarray, int]]:

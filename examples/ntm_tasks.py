@@ -286,19 +286,12 @@ def main(argv=None) -> dict:
         "ntm": (memory, cfg["units"]),
         "lstm": (common.lstm_baseline(inputs, bits, lstm_units, "sigmoid"), lstm_units),
     }
-    for model, _ in models.values():
-        common.compile_model(
-            model,
-            "binary_crossentropy",
-            cfg.get("lr", LEARNING_RATE),
-            cfg["jit"],
-            decay_steps=common.decay_steps(train, cfg),
-        )
+    common.compile_models(models, "binary_crossentropy", cfg, train, LEARNING_RATE)
     results = {
         "task": task,
         "quick": args.quick,
         "seed": args.seed,
-        "config": {k: v for k, v in cfg.items() if k != "verbose"},
+        "config": common.run_config(cfg),
     }
     results.update(
         common.compare(

@@ -249,14 +249,9 @@ def main(argv=None) -> dict:
         "memory": (memory, cfg["units"]),
         "lstm": (common.lstm_baseline(vocab + 1, vocab, lstm_units), lstm_units),
     }
-    for model, _ in models.values():
-        common.compile_model(
-            model,
-            "sparse_categorical_crossentropy",
-            cfg.get("lr", LEARNING_RATE),
-            cfg["jit"],
-            decay_steps=common.decay_steps(train, cfg),
-        )
+    common.compile_models(
+        models, "sparse_categorical_crossentropy", cfg, train, LEARNING_RATE
+    )
     results = {
         "task": args.task,
         "system": SYSTEMS[args.task].__name__,
@@ -264,7 +259,7 @@ def main(argv=None) -> dict:
         "pop_bias": args.pop_bias,
         "quick": args.quick,
         "seed": args.seed,
-        "config": {k: v for k, v in cfg.items() if k != "verbose"},
+        "config": common.run_config(cfg),
     }
     results.update(
         common.compare(
