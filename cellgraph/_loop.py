@@ -431,6 +431,8 @@ class PlanStep:
         captured_inputs: with `decode=True`, the step inputs of every step.
         side: the integer parts beside the sequence (`LoopPlan.pack`).
         training: the training flag of the call.
+        executor: runs the step model, `executor(inputs, training) -> list`;
+            `None`: the model's own call (`call_step_model`).
     """
 
     def __init__(
@@ -442,6 +444,7 @@ class PlanStep:
         captured_inputs=None,
         side=None,
         training=None,
+        executor=None,
     ):
         self.plan = plan
         self.step_model = step_model
@@ -450,6 +453,9 @@ class PlanStep:
         self.captured_inputs = captured_inputs
         self.side = side
         self.training = training
+        self.executor = executor or (
+            lambda inputs, training: call_step_model(step_model, inputs, training)
+        )
         self.state_size = plan.state_size
 
     def call(self, inputs, states):
@@ -481,9 +487,7 @@ class PlanStep:
             step_inputs, inner[STATE], self.constants, readout
         )
         outputs = backend.loop_step(
-            lambda *tensors: call_step_model(
-                self.step_model, list(tensors), self.training
-            )
+            lambda *tensors: self.executor(list(tensors), self.training)
         )(*model_inputs)
         output = ops.cast(outputs[0], plan.output_dtype)
         new = {

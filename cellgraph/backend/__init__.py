@@ -47,6 +47,56 @@ def check_more_steps_than(sequence, minimum: int, message: str):
         return tf.identity(sequence)
 
 
+# Which executor runs a step graph inside the loop: "auto" (the lean executor
+# on PyTorch, where each layer's full Keras call costs more than a step's
+# arithmetic; Keras's model call elsewhere, where the graph is traced once),
+# "lean" or "generic" on every backend (tests compare the two).
+STEP_EXECUTOR = "auto"
+EXECUTORS = ("auto", "lean", "generic")
+
+
+def lean_steps() -> bool:
+    """Whether step graphs run on the lean executor (`STEP_EXECUTOR`)."""
+    if STEP_EXECUTOR not in EXECUTORS:
+        raise ValueError(
+            f"cellgraph.backend.STEP_EXECUTOR must be one of {EXECUTORS}. "
+            f"Received: {STEP_EXECUTOR!r}"
+        )
+    if STEP_EXECUTOR == "auto":
+        return keras.backend.backend() == "torch"
+    return STEP_EXECUTOR == "lean"
+
+
+# A step graph that is one built-in LSTMCell or GRUCell (Keras's default
+# activations, no dropout in training, no mask) runs PyTorch's own fused kernel
+# (`torch.lstm` / `torch.gru`) on the PyTorch backend. Set to False to run it
+# as any other step graph (tests compare both).
+NATIVE_KERNELS_ON_TORCH = True
+
+
+def native_kernels_available() -> bool:
+    """Whether `native_rnn` runs here (PyTorch, `NATIVE_KERNELS_ON_TORCH`)."""
+    return keras.backend.backend() == "torch" and NATIVE_KERNELS_ON_TORCH
+
+
+def native_rnn(kind: str, x, states, weights, has_biases: bool):
+    """Runs the backend's own fused recurrent kernel (`native_kernels_available`).
+
+    Args:
+        kind: `"lstm"` or `"gru"`.
+        x: the sequence, `(batch, time, features)`, in processing order.
+        states: the initial states, `[h, c]` or `[h]`.
+        weights: in the kernel's layout (see `backend.torch_kernels.run`).
+        has_biases: whether `weights` holds the biases.
+
+    Returns:
+        `(outputs, final_states)`: every step's output and the final states.
+    """
+    from cellgraph.backend import torch_kernels
+
+    return torch_kernels.run(kind, x, states, weights, has_biases)
+
+
 # JAX differentiates `lax.scan` by saving every step's intermediate values and
 # reading them back in the backward pass; recomputing each step instead trains
 # faster on the CPU (benchmarks/backends.py) and keeps less memory. Set to False

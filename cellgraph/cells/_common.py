@@ -255,6 +255,33 @@ class KerasCell(RNNCell):
             return (int(self.kernel.shape[0]),)
         return super().input_shape_hint
 
+    # -- a backend's fused kernel --------------------------------------------
+    def native_kernel(self, training=None):
+        """`(kind, weights, has_biases)` for a backend's fused kernel, or `None`.
+
+        A cell whose step a backend can run as one fused kernel over the
+        whole sequence (PyTorch's `torch.lstm`/`torch.gru`, cuDNN's layout)
+        returns the kernel's name and its weights in the kernel's layout;
+        `None` where the kernel would compute something else (other
+        activations, dropout in training, a mixed dtype policy).
+        """
+        return None
+
+    def _native_kernel_applies(self, training) -> bool:
+        if self.activation is not keras.activations.tanh:
+            return False
+        if getattr(self, "recurrent_activation", None) is not keras.activations.sigmoid:
+            return False
+        if self.compute_dtype != self.variable_dtype or self.compute_dtype not in (
+            "float32",
+            "float64",
+        ):
+            return False
+        dropout = self._rate_applies(self.dropout) or self._rate_applies(
+            self.recurrent_dropout
+        )
+        return not (training and dropout)
+
     # -- building ----------------------------------------------------------
     def step_input_dim(self, input_shape) -> int:
         """Checks the shapes of `[x_t, *states_tm1]`; returns `x_t`'s size."""

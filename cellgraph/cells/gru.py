@@ -139,6 +139,25 @@ class GRUCell(KerasCell):
         h = z * h_tm1 + (1.0 - z) * hh
         return [h, h]
 
+    def native_kernel(self, training=None):
+        # With `reset_after=True` this is PyTorch's GRU (cuDNN's): Keras's
+        # gates z, r, h become PyTorch's r, z, n; the bias rows are PyTorch's
+        # input and recurrent biases.
+        if not self.reset_after or not self._native_kernel_applies(training):
+            return None
+
+        def reorder(matrix, axis):
+            z, r, h = ops.split(matrix, 3, axis=axis)
+            return ops.concatenate([r, z, h], axis=axis)
+
+        weights = [
+            ops.transpose(reorder(self.kernel, 1)),
+            ops.transpose(reorder(self.recurrent_kernel, 1)),
+        ]
+        if self.bias is not None:
+            weights += [reorder(self.bias[0], 0), reorder(self.bias[1], 0)]
+        return "gru", weights, self.bias is not None
+
     def get_config(self):
         config = super().get_config()
         config["recurrent_activation"] = keras.activations.serialize(

@@ -134,6 +134,17 @@ class LSTMCell(KerasCell):
         h, c = lstm_gates(z, c_tm1, self.activation, self.recurrent_activation)
         return [h, h, c]
 
+    def native_kernel(self, training=None):
+        # Keras's gate order i, f, c, o is PyTorch's i, f, g, o; PyTorch adds
+        # a second (recurrent) bias, here zeros.
+        if not self._native_kernel_applies(training):
+            return None
+        weights = [ops.transpose(self.kernel), ops.transpose(self.recurrent_kernel)]
+        if self.bias is not None:
+            bias = ops.convert_to_tensor(self.bias)
+            weights += [bias, ops.zeros_like(bias)]
+        return "lstm", weights, self.bias is not None
+
     def get_config(self):
         config = super().get_config()
         config["recurrent_activation"] = keras.activations.serialize(

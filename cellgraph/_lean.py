@@ -1,0 +1,393 @@
+"""The lean step executor: a one-step graph run as plain calls of its layers.
+
+Calling a functional model runs Keras's whole call machinery for the model
+and for each of its layers: argument conversion, input checks, the training
+and mask resolution, autocast scopes, node bookkeeping. Inside a time loop
+that is paid at every step, and on the PyTorch backend (which runs each op
+eagerly) it costs more than the step's arithmetic. `LeanGraph` walks the
+graph once, from the model's public config (`get_config()["layers"]`, the
+format `.keras` files store), and then runs each node by calling the
+layer's `call` directly, with the step's `training` flag.
+
+A node keeps Keras's full call (`layer(*args)`) wherever the lean call
+could differ: a dtype policy other than the loop's, an input whose dtype
+the layer would cast, an activity regularizer, a quantized layer, an
+explicit `training=` argument in the graph, a nested sequence layer. A graph
+in which any layer produces a Keras mask, or whose structure the executor
+does not read (a serialized object among a layer's arguments, nested inputs
+or outputs), is not compiled at all: the caller keeps the generic path.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+
+_TENSOR = "__keras_tensor__"
+
+
+class Unsupported(Exception):
+    """Raised while compiling a graph that must keep the generic path."""
+
+
+class LeanGraph:
+    """A functional model's graph, run node by node without `Layer.__call__`.
+
+    Use `LeanGraph.compile(model, dtype_policy)`, which returns `None` where
+    the graph must keep Keras's generic call (`LeanGraph.reason(...)` says
+    why).
+
+    Call arguments:
+        inputs: the model's inputs, a flat list in `model.inputs` order.
+        training: the training flag for the layers that take one.
+
+    Returns:
+        The model's outputs, a flat list in `model.outputs` order.
+    """
+
+    def __init__(self, inputs, nodes, outputs, size):
+        self._inputs = inputs  # [(slot, dtype)]
+        self._nodes = nodes
+        self._outputs = outputs
+        self._size = size
+
+    @classmethod
+    def compile(cls, model, dtype_policy=None) -> LeanGraph | None:
+        """Compiles `model`'s graph, or returns `None` where it cannot.
+
+        Args:
+            model: a functional `keras.Model`.
+            dtype_policy: the policy of the loop the graph runs in (the
+                enclosing layer's); a layer with another policy keeps its
+                full call. Default: the global policy.
+        """
+        try:
+            return cls._compile(model, _policy_dtypes(dtype_policy))
+        except Unsupported:
+            return None
+
+    @classmethod
+    def reason(cls, model, dtype_policy=None) -> str | None:
+        """Why `compile` returns `None` for `model` (`None` when it does not)."""
+        try:
+            cls._compile(model, _policy_dtypes(dtype_policy))
+        except Unsupported as error:
+            return str(error)
+        return None
+
+    @property
+    def lean_layers(self) -> list[str]:
+        """Names of the nodes' operations that run their `call` directly."""
+        return [node.name for node in self._nodes if node.lean]
+
+    @property
+    def full_call_layers(self) -> list[str]:
+        """Names of the nodes' operations that keep Keras's full call."""
+        return [node.name for node in self._nodes if not node.lean]
+
+    def __call__(self, inputs, training=None) -> list:
+        slots = [None] * self._size
+        for (slot, dtype), value in zip(self._inputs, inputs, strict=True):
+            if keras.backend.standardize_dtype(value.dtype) != dtype:
+                value = keras.ops.cast(value, dtype)
+            slots[slot] = value
+        for node in self._nodes:
+            node.run(slots, training)
+        return [slots[slot] for slot in self._outputs]
+
+    # -- compilation ------------------------------------------------------
+    @classmethod
+    def _compile(cls, model, policy) -> LeanGraph:
+        if not isinstance(model, keras.Model):
+            raise Unsupported(f"{type(model).__name__} is not a functional model")
+        try:
+            config = model.get_config()
+        except Exception as error:  # a layer without get_config
+            raise Unsupported(f"get_config() failed: {error}") from None
+        if not isinstance(config, dict) or "input_layers" not in config:
+            raise Unsupported(f"{model.name} has no functional config")
+        input_refs = _flat_refs(config["input_layers"], "input_layers")
+        output_refs = _flat_refs(config["output_layers"], "output_layers")
+        if len(input_refs) != len(model.inputs):
+            raise Unsupported("nested model inputs")
+        operations = {op.name: op for op in model.operations}
+
+        slots: dict[tuple, int] = {}
+
+        def slot(key) -> int:
+            return slots.setdefault(tuple(key), len(slots))
+
+        inputs = [
+            (slot(ref), keras.backend.standardize_dtype(x.dtype))
+            for ref, x in zip(input_refs, model.inputs, strict=True)
+        ]
+        done = {(ref[0], ref[1]) for ref in input_refs}
+        pending = []
+        for layer_config in config["layers"]:
+            if layer_config["class_name"] == "InputLayer":
+                continue
+            op = operations.get(layer_config["name"])
+            if op is None:
+                raise Unsupported(f"operation {layer_config['name']!r} not found")
+            for index, node in enumerate(layer_config["inbound_nodes"]):
+                pending.append((op, index, node))
+
+        # Keras lists operations by depth; a shared layer's later node can
+        # depend on an operation listed after it, so order by readiness.
+        order = []
+        while pending:
+            waiting = []
+            for op, index, node in pending:
+                if all(
+                    (r["keras_history"][0], r["keras_history"][1]) in done
+                    for r in _tensor_refs(node)
+                ):
+                    order.append(_Node.compile(op, index, node, slot, policy))
+                    done.add((op.name, index))
+                else:
+                    waiting.append((op, index, node))
+            if len(waiting) == len(pending):
+                raise Unsupported("the graph's nodes cannot be ordered")
+            pending = waiting
+        for ref in output_refs:
+            if (ref[0], ref[1]) not in done:
+                raise Unsupported(f"output {ref} is not computed")
+        outputs = [slot(ref) for ref in output_refs]
+        # Each node writes the outputs that something reads: consumers name
+        # them (operation, node index, index in the flat outputs).
+        by_node = {(node.name, node.index): node for node in order}
+        for (name, index, position), target in slots.items():
+            node = by_node.get((name, index))
+            if node is not None:
+                node.outputs.append((position, target))
+        return cls(inputs, order, outputs, len(slots))
+
+
+class _Node:
+    """One call of one operation: where its arguments come from and go to."""
+
+    def __init__(self, name, index, fn, lean, args, kwargs, takes_training):
+        self.name = name
+        self.index = index
+        self.fn = fn
+        self.lean = lean
+        self.args = args  # [(kind, value)]
+        self.kwargs = kwargs  # {name: (kind, value)}
+        self.takes_training = takes_training
+        self.outputs = []  # [(index in the flat outputs, slot)]
+
+    @classmethod
+    def compile(cls, op, index, node, slot, policy) -> _Node:
+        raw_args, raw_kwargs = node.get("args", []), node.get("kwargs", {})
+        _refuse_masks(op, raw_args)
+        # The graph records each call's keyword arguments as Keras resolved
+        # them (`training` and `mask` included); like Keras's functional
+        # call, the step's own `training` replaces the recorded one.
+        takes_training = "training" in _call_parameters(op)
+        # A layer told `training=True` in the graph passes it to its own
+        # layers through Keras's call context: keep its full call.
+        lean = raw_kwargs.get("training") is not True and not _needs_full_call(
+            op, policy
+        )
+        cast = None
+        if lean and isinstance(op, keras.layers.Layer):
+            if not isinstance(op, keras.Model):  # a model casts to its inputs'
+                cast = getattr(op, "input_dtype", op.compute_dtype)
+        args = [_argument(a, slot, cast) for a in raw_args]
+        kwargs = {k: _argument(v, slot, cast) for k, v in raw_kwargs.items()}
+        fn = op
+        if lean and isinstance(op, keras.Model):
+            fn = _nested_graph(op, args, kwargs, policy)
+            lean = fn is not None
+            fn = fn or op
+        elif lean:
+            fn = op.call
+        if not lean:  # Keras's call casts the inputs itself
+            args = [_argument(a, slot, None) for a in raw_args]
+            kwargs = {k: _argument(v, slot, None) for k, v in raw_kwargs.items()}
+        return cls(op.name, index, fn, lean, args, kwargs, takes_training)
+
+    def run(self, slots, training):
+        args = [_value(a, slots) for a in self.args]
+        kwargs = {k: _value(v, slots) for k, v in self.kwargs.items()}
+        if self.takes_training and training is not None:
+            kwargs["training"] = training
+        result = self.fn(*args, **kwargs)
+        if isinstance(result, (list, tuple)) and not any(
+            isinstance(r, (list, tuple, dict)) for r in result
+        ):
+            flat = result
+        elif isinstance(result, (list, tuple, dict)):
+            flat = keras.tree.flatten(result)
+        else:
+            flat = (result,)
+        for position, target in self.outputs:
+            slots[target] = flat[position]
+
+
+def _call_parameters(op):
+    try:
+        return inspect.signature(op.call).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def _needs_full_call(op, policy) -> bool:
+    """Whether Keras's `Layer.__call__` could compute something else here."""
+    if not isinstance(op, keras.layers.Layer):
+        return False  # a `keras.ops` operation: its call is the op
+    if getattr(op, "_cellgraph_sequence_layer", False):
+        return True  # a nested sequence layer checks its own arguments
+    if op.activity_regularizer is not None:
+        return True
+    if getattr(op, "quantization_mode", None) is not None:
+        return True
+    # The loop runs inside the enclosing layer's autocast scope; a layer
+    # with another policy would open its own.
+    return not op.autocast or (op.compute_dtype, op.variable_dtype) != policy
+
+
+def _refuse_masks(op, raw_args):
+    """Refuses a graph in which `op` attaches a Keras mask to its outputs.
+
+    A layer's call reads masks from its inputs only through Keras's full
+    call; the graph's inputs carry none, so masks appear only where a layer
+    makes them (an `Embedding(mask_zero=True)`, a `Masking`).
+    """
+    if not isinstance(op, keras.layers.Layer) or not op.supports_masking:
+        return
+    if type(op).compute_mask is keras.layers.Layer.compute_mask:
+        return  # the default passes the (absent) input mask through
+    if not raw_args:
+        raise Unsupported(f"{op.name} may compute a mask")
+
+    def symbolic(value):
+        if _is_tensor(value):
+            config = value["config"]
+            return keras.KerasTensor(config["shape"], dtype=config["dtype"])
+        if isinstance(value, list):
+            return [symbolic(v) for v in value]
+        return value
+
+    try:
+        mask = op.compute_mask(symbolic(raw_args[0]), None)
+    except Exception as error:
+        raise Unsupported(f"{op.name}.compute_mask failed: {error}") from None
+    if any(m is not None for m in keras.tree.flatten(mask)):
+        raise Unsupported(f"{op.name} computes a Keras mask")
+
+
+def _nested_graph(model, args, kwargs, policy):
+    """A nested functional model's own lean graph, as a call, or `None`."""
+    if set(kwargs) - {"training", "mask"} or kwargs.get("mask", (0, None))[1]:
+        return None  # a mask passed in, or arguments the model does not take
+    if len(args) != 1 or args[0][0] == _CONSTANT:
+        return None
+    try:
+        graph = LeanGraph._compile(model, policy)
+    except Unsupported:
+        return None
+
+    def call(inputs, training=None, mask=None):
+        return graph(inputs if isinstance(inputs, list) else [inputs], training)
+
+    return call
+
+
+def _policy_dtypes(dtype_policy) -> tuple[str, str]:
+    policy = keras.dtype_policies.get(
+        dtype_policy if dtype_policy is not None else keras.config.dtype_policy()
+    )
+    return policy.compute_dtype, policy.variable_dtype
+
+
+def _flat_refs(refs, what) -> list:
+    """`[[name, node, tensor], ...]` from a config's input/output layers."""
+    if (
+        isinstance(refs, list)
+        and len(refs) == 3
+        and isinstance(refs[0], str)
+        and isinstance(refs[1], int)
+    ):
+        return [refs]
+    if not isinstance(refs, list) or not all(
+        isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) for r in refs
+    ):
+        raise Unsupported(f"nested {what}")
+    return refs
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, dict) and value.get("class_name") == _TENSOR
+
+
+def _tensor_refs(node) -> list:
+    refs = []
+
+    def visit(value):
+        if _is_tensor(value):
+            refs.append(value["config"])
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+
+    visit(node.get("args", []))
+    visit(node.get("kwargs", {}))
+    return refs
+
+
+_CONSTANT, _ONE, _LIST = 0, 1, 2
+
+
+def _argument(value, slot, cast):
+    """How to build one argument at run time: a tensor, a list of them, a value.
+
+    With `cast` (a lean layer's input dtype), floating tensors recorded with
+    another dtype are cast to it, as Keras's call would
+    (`DTypePolicy.convert_input`).
+    """
+    if _is_tensor(value):
+        return (_ONE, (slot(value["config"]["keras_history"]), _cast(value, cast)))
+    if isinstance(value, list) and value and all(_is_tensor(v) for v in value):
+        return (
+            _LIST,
+            [(slot(v["config"]["keras_history"]), _cast(v, cast)) for v in value],
+        )
+    if _contains_object(value):
+        raise Unsupported(f"an argument the executor does not read: {value!r:.80}")
+    return (_CONSTANT, value)
+
+
+def _cast(tensor, cast):
+    dtype = tensor["config"].get("dtype")
+    if cast is None or dtype is None or "float" not in dtype or dtype == cast:
+        return None
+    return cast
+
+
+def _contains_object(value) -> bool:
+    if isinstance(value, dict):
+        return True  # a serialized object, or a tensor nested in a dict
+    if isinstance(value, (list, tuple)):
+        return any(_contains_object(v) for v in value)
+    return False
+
+
+def _value(argument, slots):
+    kind, value = argument
+    if kind == _ONE:
+        return _read(slots, value)
+    if kind == _LIST:
+        return [_read(slots, v) for v in value]
+    return value
+
+
+def _read(slots, source):
+    slot, cast = source
+    if cast is None:
+        return slots[slot]
+    return keras.ops.cast(slots[slot], cast)

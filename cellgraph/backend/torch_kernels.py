@@ -1,0 +1,34 @@
+"""PyTorch's own fused LSTM and GRU kernels, for step graphs that are one such cell."""
+
+from __future__ import annotations
+
+import torch
+
+
+def run(kind: str, x, states, weights, has_biases: bool):
+    """Runs one layer of `torch.lstm` / `torch.gru` over a batch-major sequence.
+
+    Args:
+        kind: `"lstm"` or `"gru"`.
+        x: `(batch, time, features)`.
+        states: `[h, c]` (LSTM) or `[h]` (GRU), each `(batch, units)`.
+        weights: `[w_ih, w_hh, b_ih, b_hh]` in PyTorch's layout (gates
+            `i, f, g, o` and `r, z, n`), or the two matrices without biases.
+        has_biases: whether `weights` holds the biases.
+
+    Returns:
+        `(outputs, final_states)`: every step's `h`, `(batch, time, units)`,
+        and the final states in the order of `states`.
+    """
+    # Positional arguments after `params`: has_biases, num_layers, dropout,
+    # train (only for dropout between layers), bidirectional, batch_first.
+    options = (has_biases, 1, 0.0, False, False, True)
+    if kind == "lstm":
+        h, c = states
+        outputs, h_n, c_n = torch.lstm(x, (h[None], c[None]), weights, *options)
+        return outputs, [h_n[0], c_n[0]]
+    if kind == "gru":
+        (h,) = states
+        outputs, h_n = torch.gru(x, h[None], weights, *options)
+        return outputs, [h_n[0]]
+    raise ValueError(f"Unknown kernel {kind!r}; expected 'lstm' or 'gru'.")
