@@ -24,6 +24,8 @@ import inspect
 
 import keras
 
+from cellgraph._loop import cast
+
 _TENSOR = "__keras_tensor__"
 
 
@@ -51,6 +53,7 @@ class LeanGraph:
         self._nodes = nodes
         self._outputs = outputs
         self._size = size
+        self._specs = {}
 
     @classmethod
     def compile(cls, model, dtype_policy=None) -> LeanGraph | None:
@@ -89,12 +92,58 @@ class LeanGraph:
     def __call__(self, inputs, training=None) -> list:
         slots = [None] * self._size
         for (slot, dtype), value in zip(self._inputs, inputs, strict=True):
-            if keras.backend.standardize_dtype(value.dtype) != dtype:
-                value = keras.ops.cast(value, dtype)
-            slots[slot] = value
+            # `None`: a step input only hoisted work reads (`hoist`).
+            slots[slot] = value if value is None else cast(value, dtype)
         for node in self._nodes:
             node.run(slots, training)
         return [slots[slot] for slot in self._outputs]
+
+    def hoist(self, num_inputs: int):
+        """Splits off the work that reads only the first `num_inputs` inputs.
+
+        The nodes that depend on the step inputs alone (and are known to
+        treat each example on its own) can run once, for all timesteps at
+        once, before the loop: `Hoist.sequences(xs)`. The returned loop graph
+        takes the model's inputs followed by the hoisted values of the step.
+
+        Returns:
+            `(hoist, loop_graph)`, or `None` when no matrix product (`Dense`,
+            `EinsumDense`, `Embedding`) would leave the loop.
+        """
+        varying = {slot for slot, _ in self._inputs[:num_inputs]}
+        hoisted = []
+        for node in self._nodes:
+            sources = node.sources()
+            if node.lean and _per_example(node.op) and sources <= varying:
+                hoisted.append(node)
+                varying.update(target for _, target in node.outputs)
+        if not any(type(node.op).__name__ in _PROJECTIONS for node in hoisted):
+            return None
+        produced = {target for node in hoisted for _, target in node.outputs}
+        kept = [node for node in self._nodes if node not in hoisted]
+        needed = {s for node in kept for s in node.sources()} | set(self._outputs)
+        feeds = sorted(produced & needed)
+        if any(
+            s not in self._specs or None in self._specs[s][0][1:] for s in feeds
+        ) or any(None in x for x in self._input_shapes(num_inputs)):
+            return None
+        inputs = {slot for slot, _ in self._inputs[:num_inputs]}
+        hoist = Hoist(self, hoisted, num_inputs, feeds)
+        hoist.inputs_in_loop = bool(inputs & needed)
+        loop = LeanGraph(
+            self._inputs + [(s, self._specs[s][1]) for s in feeds],
+            kept,
+            self._outputs,
+            self._size,
+        )
+        loop._specs = self._specs
+        return hoist, loop
+
+    def _input_shapes(self, count):
+        return [
+            self._specs.get(slot, ((None, None),))[0][1:]
+            for slot, _ in self._inputs[:count]
+        ]
 
     # -- compilation ------------------------------------------------------
     @classmethod
@@ -114,12 +163,19 @@ class LeanGraph:
         operations = {op.name: op for op in model.operations}
 
         slots: dict[tuple, int] = {}
+        specs: dict[int, tuple] = {}  # slot -> (shape, dtype) where recorded
 
-        def slot(key) -> int:
-            return slots.setdefault(tuple(key), len(slots))
+        def slot(key, record=None) -> int:
+            index = slots.setdefault(tuple(key), len(slots))
+            if record is not None and "shape" in record:
+                specs[index] = (tuple(record["shape"]), record.get("dtype"))
+            return index
 
         inputs = [
-            (slot(ref), keras.backend.standardize_dtype(x.dtype))
+            (
+                slot(ref, {"shape": x.shape, "dtype": x.dtype}),
+                keras.backend.standardize_dtype(x.dtype),
+            )
             for ref, x in zip(input_refs, model.inputs, strict=True)
         ]
         done = {(ref[0], ref[1]) for ref in input_refs}
@@ -153,7 +209,10 @@ class LeanGraph:
         for ref in output_refs:
             if (ref[0], ref[1]) not in done:
                 raise Unsupported(f"output {ref} is not computed")
-        outputs = [slot(ref) for ref in output_refs]
+        outputs = [
+            slot(ref, {"shape": x.shape, "dtype": x.dtype})
+            for ref, x in zip(output_refs, model.outputs, strict=True)
+        ]
         # Each node writes the outputs that something reads: consumers name
         # them (operation, node index, index in the flat outputs).
         by_node = {(node.name, node.index): node for node in order}
@@ -161,13 +220,113 @@ class LeanGraph:
             node = by_node.get((name, index))
             if node is not None:
                 node.outputs.append((position, target))
-        return cls(inputs, order, outputs, len(slots))
+        graph = cls(inputs, order, outputs, len(slots))
+        graph._specs = specs
+        return graph
+
+
+class Hoist:
+    """The step-input-only part of a step graph, run for every timestep at once.
+
+    Made by `LeanGraph.hoist`. `sequences(xs, training)` takes the step
+    inputs' sequences, `(batch, time, *shape)`, runs the hoisted nodes on
+    them folded to `(batch * time, *shape)`, and returns each value the loop
+    needs as a sequence, `(batch, time, *shape)`, with its per-step shape
+    and dtype in `specs`. `inputs_in_loop` says whether the loop still reads
+    the step inputs themselves.
+    """
+
+    def __init__(self, graph, nodes, num_inputs, feeds):
+        self._graph = graph
+        self._nodes = nodes
+        self._num_inputs = num_inputs
+        self._feeds = feeds
+        self.inputs_in_loop = True
+        self.specs = [
+            (tuple(graph._specs[s][0][1:]), graph._specs[s][1]) for s in feeds
+        ]
+
+    @property
+    def layers(self) -> list[str]:
+        """Names of the operations that run before the loop."""
+        return [node.name for node in self._nodes]
+
+    def sequences(self, xs, training=None) -> list:
+        ops = keras.ops
+        batch, time = ops.shape(xs[0])[0], ops.shape(xs[0])[1]
+        slots = [None] * self._graph._size
+        for (slot, dtype), x in zip(self._graph._inputs, xs):
+            slots[slot] = cast(ops.reshape(x, (-1, *x.shape[2:])), dtype)
+        for node in self._nodes:
+            node.run(slots, training)
+        return [
+            ops.reshape(slots[s], (batch, time, *shape))
+            for s, (shape, _) in zip(self._feeds, self.specs, strict=True)
+        ]
+
+
+# Layers and `keras.ops` operations that treat each example on its own (so
+# that a batch of `batch * time` examples gives each step's values), by class.
+_PROJECTIONS = {"Dense", "EinsumDense", "Embedding"}
+_PER_EXAMPLE_LAYERS = _PROJECTIONS | {
+    "Activation",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
+    "Reshape",
+    "Flatten",
+    "Identity",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "Rescaling",
+    "LayerNormalization",
+    "Softmax",
+}
+_ELEMENTWISE_OPS = {
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Divide",
+    "TrueDivide",
+    "Negative",
+    "Abs",
+    "Square",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Tanh",
+    "Sin",
+    "Cos",
+    "Sigmoid",
+    "Relu",
+}
+
+
+def _per_example(op) -> bool:
+    """Whether `op` is known to compute each example independently."""
+    name = type(op).__name__
+    module = type(op).__module__ or ""
+    if not module.startswith("keras."):
+        return False  # a subclass or a user's layer may do anything
+    if not isinstance(op, keras.layers.Layer):
+        return name in _ELEMENTWISE_OPS
+    if name not in _PER_EXAMPLE_LAYERS:
+        return False
+    axes = getattr(op, "axis", -1)
+    axes = axes if isinstance(axes, (list, tuple)) else [axes]
+    return 0 not in axes  # never along the batch axis
 
 
 class _Node:
     """One call of one operation: where its arguments come from and go to."""
 
-    def __init__(self, name, index, fn, lean, args, kwargs, takes_training):
+    def __init__(self, name, index, fn, lean, args, kwargs, takes_training, op=None):
+        self.op = op
         self.name = name
         self.index = index
         self.fn = fn
@@ -190,12 +349,13 @@ class _Node:
         lean = raw_kwargs.get("training") is not True and not _needs_full_call(
             op, policy
         )
-        cast = None
+        input_dtype = None
         if lean and isinstance(op, keras.layers.Layer):
-            if not isinstance(op, keras.Model):  # a model casts to its inputs'
-                cast = getattr(op, "input_dtype", op.compute_dtype)
-        args = [_argument(a, slot, cast) for a in raw_args]
-        kwargs = {k: _argument(v, slot, cast) for k, v in raw_kwargs.items()}
+            if op.autocast and not isinstance(op, keras.Model):
+                # (a model casts its inputs to its Inputs' dtypes itself)
+                input_dtype = getattr(op, "input_dtype", op.compute_dtype)
+        args = [_argument(a, slot, input_dtype) for a in raw_args]
+        kwargs = {k: _argument(v, slot, input_dtype) for k, v in raw_kwargs.items()}
         fn = op
         if lean and isinstance(op, keras.Model):
             fn = _nested_graph(op, args, kwargs, policy)
@@ -206,7 +366,17 @@ class _Node:
         if not lean:  # Keras's call casts the inputs itself
             args = [_argument(a, slot, None) for a in raw_args]
             kwargs = {k: _argument(v, slot, None) for k, v in raw_kwargs.items()}
-        return cls(op.name, index, fn, lean, args, kwargs, takes_training)
+        return cls(op.name, index, fn, lean, args, kwargs, takes_training, op)
+
+    def sources(self) -> set:
+        """The slots this node reads."""
+        found = set()
+        for kind, value in [*self.args, *self.kwargs.values()]:
+            if kind == _ONE:
+                found.add(value[0])
+            elif kind == _LIST:
+                found.update(v[0] for v in value)
+        return found
 
     def run(self, slots, training):
         args = [_value(a, slots) for a in self.args]
@@ -245,7 +415,11 @@ def _needs_full_call(op, policy) -> bool:
         return True
     # The loop runs inside the enclosing layer's autocast scope; a layer
     # with another policy would open its own.
-    return not op.autocast or (op.compute_dtype, op.variable_dtype) != policy
+    if (op.compute_dtype, op.variable_dtype) != policy:
+        return True
+    # A layer that does not autocast (an `Embedding`) reads its variables in
+    # their own dtype: the same under a non-mixed policy's scope, if any.
+    return not op.autocast and policy[0] != policy[1]
 
 
 def _refuse_masks(op, raw_args):
@@ -343,30 +517,37 @@ def _tensor_refs(node) -> list:
 _CONSTANT, _ONE, _LIST = 0, 1, 2
 
 
-def _argument(value, slot, cast):
+def _argument(value, slot, input_dtype):
     """How to build one argument at run time: a tensor, a list of them, a value.
 
-    With `cast` (a lean layer's input dtype), floating tensors recorded with
+    With `input_dtype` (a lean layer's input dtype), floating tensors recorded with
     another dtype are cast to it, as Keras's call would
     (`DTypePolicy.convert_input`).
     """
     if _is_tensor(value):
-        return (_ONE, (slot(value["config"]["keras_history"]), _cast(value, cast)))
+        config = value["config"]
+        return (
+            _ONE,
+            (slot(config["keras_history"], config), _cast(value, input_dtype)),
+        )
     if isinstance(value, list) and value and all(_is_tensor(v) for v in value):
         return (
             _LIST,
-            [(slot(v["config"]["keras_history"]), _cast(v, cast)) for v in value],
+            [
+                (slot(v["config"]["keras_history"], v["config"]), _cast(v, input_dtype))
+                for v in value
+            ],
         )
     if _contains_object(value):
         raise Unsupported(f"an argument the executor does not read: {value!r:.80}")
     return (_CONSTANT, value)
 
 
-def _cast(tensor, cast):
+def _cast(tensor, input_dtype):
     dtype = tensor["config"].get("dtype")
-    if cast is None or dtype is None or "float" not in dtype or dtype == cast:
+    if input_dtype is None or dtype is None or "float" not in dtype:
         return None
-    return cast
+    return None if dtype == input_dtype else input_dtype
 
 
 def _contains_object(value) -> bool:
@@ -387,7 +568,7 @@ def _value(argument, slots):
 
 
 def _read(slots, source):
-    slot, cast = source
-    if cast is None:
+    slot, dtype = source
+    if dtype is None:
         return slots[slot]
-    return keras.ops.cast(slots[slot], cast)
+    return keras.ops.cast(slots[slot], dtype)

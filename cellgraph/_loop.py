@@ -36,6 +36,7 @@ from cellgraph import backend
 from cellgraph.step_graph import GraphLayout, call_step_model
 
 INPUT = "input"
+HOISTED = "hoisted"
 GROUND_TRUTH = "ground_truth"
 COIN = "coin"
 MASK = "mask"
@@ -48,6 +49,34 @@ PREVIOUS_OUTPUT = "previous_output"
 
 #: Inner states that live across calls (a stateful layer keeps them).
 PERSISTENT = (STATE, READOUT, PLACEHOLDER)
+
+
+_DTYPE_NAMES: dict = {}
+
+
+def dtype_name(dtype) -> str:
+    """`keras.backend.standardize_dtype`, remembered per backend dtype object.
+
+    Inside the loop this is asked at every step for every state; on the
+    PyTorch backend, which runs each step eagerly, the string parsing of
+    `standardize_dtype` was a noticeable part of a step.
+    """
+    try:
+        return _DTYPE_NAMES[dtype]
+    except (KeyError, TypeError):
+        name = keras.backend.standardize_dtype(dtype)
+        try:
+            _DTYPE_NAMES[dtype] = name
+        except TypeError:  # not hashable
+            pass
+        return name
+
+
+def cast(x, dtype):
+    """`ops.cast(x, dtype)`, skipped when `x` already has that dtype."""
+    if dtype_name(x.dtype) == dtype:
+        return x
+    return ops.cast(x, dtype)
 
 
 def is_float(dtype) -> bool:
@@ -186,6 +215,8 @@ class LoopPlan:
         time: int | None = None,
         zero_output_for_mask: bool = False,
         go_backwards: bool = False,
+        hoisted=(),
+        inputs_in_loop: bool = True,
     ) -> LoopPlan:
         """The plan of one call.
 
@@ -205,11 +236,15 @@ class LoopPlan:
             time: the number of steps, when known.
             zero_output_for_mask: as in `RecurrentModel`.
             go_backwards: as in `RecurrentModel`.
+            hoisted: `(shape, dtype)` of each value computed for every step
+                before the loop (`_lean.Hoist`), parts after the inputs.
+            inputs_in_loop: `False` when only hoisted work reads the step
+                inputs: they do not cross the loop (the step sees `None`).
         """
         compute_dtype = keras.backend.standardize_dtype(compute_dtype)
         output_dtype = loop_dtype(graph.output_dtype, compute_dtype)
         parts = []
-        if not decode:
+        if not decode and inputs_in_loop:
             shapes = input_shapes or graph.input_shapes
             for declared, given, shape in zip(
                 graph.inputs, input_dtypes, shapes, strict=True
@@ -217,6 +252,11 @@ class LoopPlan:
                 dtype = declared.dtype if not is_float(declared.dtype) else given
                 parts.append(
                     Part(INPUT, tuple(shape), loop_dtype(dtype, compute_dtype))
+                )
+        if not decode:
+            for shape, dtype in hoisted:
+                parts.append(
+                    Part(HOISTED, tuple(shape), loop_dtype(dtype, compute_dtype))
                 )
         if teacher:
             parts.append(Part(GROUND_TRUTH, tuple(graph.output_shape), output_dtype))
@@ -359,13 +399,13 @@ class LoopPlan:
             flat = self._flat(indices)
         if not flat:
             part = self.parts[indices[0]]
-            out[indices[0]] = ops.cast(packed, part.dtype)
+            out[indices[0]] = cast(packed, part.dtype)
             return
         start = 0
         for i in indices:
             part = self.parts[i]
             piece = packed[:, start : start + part.size]
-            out[i] = ops.cast(ops.reshape(piece, (-1, *part.shape)), part.dtype)
+            out[i] = cast(ops.reshape(piece, (-1, *part.shape)), part.dtype)
             start += part.size
 
     # -- inner states -----------------------------------------------------
@@ -413,7 +453,7 @@ class LoopPlan:
     def join_states(self, by_role: dict) -> list:
         """The inverse of `split_states`, each value cast to its slot's dtype."""
         queues = {role: list(values) for role, values in by_role.items()}
-        return [ops.cast(queues[slot.role].pop(0), slot.dtype) for slot in self.slots]
+        return [cast(queues[slot.role].pop(0), slot.dtype) for slot in self.slots]
 
 
 class PlanStep:
@@ -465,13 +505,14 @@ class PlanStep:
         parts = plan.unpack(inputs, self.side, counter)
         by_role = {
             role: [parts[i] for i in plan.index(role)]
-            for role in (INPUT, GROUND_TRUTH, COIN, MASK)
+            for role in (INPUT, HOISTED, GROUND_TRUTH, COIN, MASK)
         }
-        step_inputs = (
-            list(self.captured_inputs)
-            if self.captured_inputs is not None
-            else by_role[INPUT]
-        )
+        if self.captured_inputs is not None:
+            step_inputs = list(self.captured_inputs)
+        elif by_role[INPUT] or not by_role[HOISTED]:
+            step_inputs = by_role[INPUT]
+        else:  # only work hoisted out of the loop reads them
+            step_inputs = [None] * self.layout.num_inputs
         readout = None
         if self.layout.has_readout:
             readout = inner[READOUT][0]
@@ -486,10 +527,11 @@ class PlanStep:
         model_inputs = self.layout.join(
             step_inputs, inner[STATE], self.constants, readout
         )
+        # Values hoisted out of the loop follow the model's inputs.
         outputs = backend.loop_step(
             lambda *tensors: self.executor(list(tensors), self.training)
-        )(*model_inputs)
-        output = ops.cast(outputs[0], plan.output_dtype)
+        )(*model_inputs, *by_role[HOISTED])
+        output = cast(outputs[0], plan.output_dtype)
         new = {
             STATE: list(outputs[1:]),
             READOUT: [output] if self.layout.has_readout else [],

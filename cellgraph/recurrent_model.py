@@ -585,6 +585,9 @@ class RecurrentModel(keras.layers.Layer):
     ):
         """Runs the step graph over time: `(output, final persistent states)`."""
         sampled = teacher and self.teacher_force < 1.0
+        executor, hoist = self._lean_executor(), None
+        if executor is not None and not self.decode and backend.HOIST_STEP_INPUTS:
+            hoist, executor = self._lean_hoist() or (None, executor)
         graph = self._step_graph
         plan = _loop.LoopPlan.create(
             graph,
@@ -598,8 +601,13 @@ class RecurrentModel(keras.layers.Layer):
             time=self.output_length if self.decode else None,
             zero_output_for_mask=self.zero_output_for_mask,
             go_backwards=self.go_backwards,
+            hoisted=hoist.specs if hoist is not None else (),
+            inputs_in_loop=hoist is None or hoist.inputs_in_loop,
         )
         sequences = [] if self.decode else list(xs)
+        if hoist is not None:
+            hoisted = hoist.sequences(xs, training)
+            sequences = (sequences if hoist.inputs_in_loop else []) + hoisted
         if teacher:
             readout_dtype = plan.parts[plan.index(_loop.GROUND_TRUTH)[0]].dtype
             truth = ops.cast(ground_truth, readout_dtype)
@@ -629,7 +637,7 @@ class RecurrentModel(keras.layers.Layer):
             captured_inputs=[ops.copy(x) for x in xs] if self.decode else None,
             side=side,
             training=training,
-            executor=self._lean_executor(),
+            executor=executor,
         )
         step_layers = list(walk_layers(self.step_model))
         if training and keras.backend.backend() == "jax":
@@ -717,6 +725,15 @@ class RecurrentModel(keras.layers.Layer):
         cache = self.__dict__.setdefault("_lean_graphs", {})
         if key not in cache:
             cache[key] = _lean.LeanGraph.compile(self.step_model, self.dtype_policy)
+        return cache[key]
+
+    def _lean_hoist(self):
+        """`(Hoist, loop LeanGraph)` for the step graph, or `None` (cached)."""
+        graph = self._lean_executor()
+        key = (id(self.step_model), self.dtype_policy.name)
+        cache = self.__dict__.setdefault("_lean_hoists", {})
+        if key not in cache:
+            cache[key] = graph.hoist(self._step_graph.layout.num_inputs)
         return cache[key]
 
     def summary(self, **kwargs):

@@ -262,3 +262,59 @@ def test_step_executor_flag_is_checked(monkeypatch):
     layer = cg.cells.SimpleRNNCell(2, input_dim=1).get_layer()
     with pytest.raises(ValueError, match=r"STEP_EXECUTOR must be one of .*'fast'"):
         layer(np.zeros((1, 2, 1), "float32"))
+
+
+def hoistable_rnn(kind, **options):
+    """Step graphs whose input-only part (a projection) can leave the loop."""
+    h_tm1 = keras.Input((4,))
+    if kind == "ids":  # token ids: the Embedding runs before the loop
+        x_t = keras.Input((), dtype="int32")
+        z = layers.Dense(4)(layers.Embedding(9, 3)(x_t))
+    else:
+        x_t = keras.Input((3,))
+        z = layers.Dense(4, activation="relu")(layers.Dense(5)(x_t))
+    h_t = layers.Activation("tanh")(layers.Add()([z, layers.Dense(4)(h_tm1)]))
+    if kind == "input_in_loop":  # the step input is still read in the loop
+        h_t = layers.Dense(4)(layers.Concatenate()([h_t, x_t]))
+    return step_graph_rnn(x_t, h_tm1, h_t, **options), x_t
+
+
+@pytest.mark.parametrize("kind", ["projection", "ids", "input_in_loop"])
+@pytest.mark.parametrize(
+    "options", [dict(), dict(go_backwards=True), dict(stateful=False, unroll=True)]
+)
+def test_input_only_work_runs_before_the_loop_and_agrees(
+    monkeypatch, rng, kind, options
+):
+    rnn, x_t = hoistable_rnn(kind, **options)
+    if kind == "ids":
+        x = rng.integers(0, 9, size=(2, 6)).astype("int32")
+    else:
+        x = rng.normal(size=(2, 6, 3)).astype("float32")
+    mask = rng.random((2, 6)) > 0.3
+    rnn(x, mask=mask)
+    results = {}
+    for name, hoist in (("generic", False), ("lean", True)):
+        monkeypatch.setattr(cg.backend, "STEP_EXECUTOR", name)
+        monkeypatch.setattr(cg.backend, "HOIST_STEP_INPUTS", hoist)
+        if kind == "ids":  # no gradient with respect to integer ids
+            results[name] = ([keras.ops.convert_to_numpy(rnn(x, mask=mask))],)
+        else:
+            results[name] = layer_gradients(rnn, x, mask=mask)
+    assert_paths_agree(results)
+    hoist, _ = LeanGraph.compile(rnn.step_model, rnn.dtype_policy).hoist(1)
+    expected = {"projection": 2, "ids": 2, "input_in_loop": 2}[kind]
+    assert len(hoist.layers) == expected
+    assert hoist.inputs_in_loop == (kind == "input_in_loop")
+
+
+def test_state_dependent_or_random_work_stays_in_the_loop():
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    noisy = layers.Dense(4)(layers.GaussianNoise(0.1)(x_t))  # random per step
+    h_t = layers.Add()([noisy, layers.Dense(4)(h_tm1)])
+    rnn = step_graph_rnn(x_t, h_tm1, h_t)
+    assert LeanGraph.compile(rnn.step_model, rnn.dtype_policy).hoist(1) is None
+    normed = layers.BatchNormalization()(x_t)  # statistics over the batch
+    h_t = layers.Add()([layers.Dense(4)(normed), layers.Dense(4)(h_tm1)])
+    rnn = step_graph_rnn(x_t, h_tm1, h_t)
+    assert LeanGraph.compile(rnn.step_model, rnn.dtype_policy).hoist(1) is None

@@ -55,6 +55,13 @@ STEP_EXECUTOR = "auto"
 EXECUTORS = ("auto", "lean", "generic")
 
 
+# With the lean executor, the part of a step graph that reads only the step
+# inputs (an input projection, say) runs once for all timesteps before the
+# loop, as Keras's own PyTorch LSTM does. On TensorFlow that was measured
+# slower (docs/benchmarks.md), so it comes only with the lean executor.
+HOIST_STEP_INPUTS = True
+
+
 def lean_steps() -> bool:
     """Whether step graphs run on the lean executor (`STEP_EXECUTOR`)."""
     if STEP_EXECUTOR not in EXECUTORS:
