@@ -10,7 +10,10 @@ in one flat `keras.layers.RNN` cell), `build` (build +
 first step at T=10 vs T=1000), `memory` (peak memory of a training step at
 T=1000, with and without rematerialisation), `backends` (the cellgraph and
 Keras LSTMs on each installed Keras backend, TensorFlow, JAX and PyTorch, one
-process after another, with `jit_compile` False and True). Contenders are timed
+process after another, with `jit_compile` False and True), `torch` (on the
+PyTorch backend: cellgraph's LSTM/GRU layers and step graphs against
+`keras.layers.LSTM`/`GRU`, native `torch.nn.LSTM`/`GRU` and the same maths as
+raw torch loops). Contenders are timed
 round-robin after warm-up; the table shows medians and ratios against each
 section's anchor. `--quick` runs tiny shapes with 1-3 repeats (a smoke test;
 its figures mean nothing; its memory and backends processes run alongside the
@@ -35,7 +38,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-SECTIONS = ("lstm", "superloop", "build", "memory", "backends")
+SECTIONS = ("lstm", "superloop", "build", "memory", "backends", "torch")
 COLUMNS = ("case", "contender", "metric", "median", "best", "ratio", "anchor", "others")
 
 
@@ -57,7 +60,14 @@ def main(argv=None) -> dict:
 
     import tensorflow as tf
 
-    from benchmarks import backends, build_time, lstm, memory, superloop_shape
+    from benchmarks import (
+        backends,
+        build_time,
+        lstm,
+        memory,
+        superloop_shape,
+        torch_loops,
+    )
 
     tf.get_logger().setLevel("ERROR")  # retracing notices: every model is new
 
@@ -67,12 +77,13 @@ def main(argv=None) -> dict:
         "superloop": superloop_shape,
         "build": build_time,
         "memory": memory,
+        "torch": torch_loops,
     }
     sections = args.only or SECTIONS
     results = {"meta": _machine(args.quick), "rows": []}
     background = ThreadPoolExecutor(max_workers=1)
     early = {}
-    for name in ("memory", "backends"):
+    for name in ("memory", "backends", "torch"):
         if args.quick and name in sections:
             # These sections run in their own processes (one after another):
             # in a smoke test they may as well use the other core while the

@@ -24,13 +24,13 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
     results = load_run().main(["--quick", "--json", str(out)])
 
     rows = results["rows"]
-    sections = {"lstm", "superloop", "build", "memory", "backends"}
+    sections = {"lstm", "superloop", "build", "memory", "backends", "torch"}
     assert {r["section"] for r in rows} == sections
     for r in rows:
         if r["skipped"]:  # only PyTorch (or a Keras backend's package) may be missing
             assert (
                 r["contender"] == "torch nn.LSTM"
-                or r["section"] == "backends"
+                or r["section"] in ("backends", "torch")
                 or r["contender"].endswith("[JAX]")
             ), r
             continue
@@ -66,6 +66,21 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
     assert len(cellgraph) == 2  # first step and steady step, each against flat
     for r in cellgraph:
         assert {"vs flat cell", "paired vs flat cell"} <= set(r["other_ratios"]), r
+    torch_rows = {
+        (r["case"], r["contender"], r["metric"])
+        for r in rows
+        if r["section"] == "torch" and not r["skipped"]
+    }
+    if torch_rows:  # PyTorch installed
+        for case, contender in (
+            ("lstm", "cellgraph"),
+            ("lstm", "cellgraph [generic]"),
+            ("lstm", "torch nn.LSTM"),
+            ("vanilla", "cellgraph"),
+            ("vanilla", "raw torch loop, projections hoisted"),
+        ):
+            assert (case, contender, "train step") in torch_rows
+            assert (case, contender, "inference") in torch_rows
     anchors = [r for r in rows if r["contender"] == "keras.layers.LSTM"]
     assert all(r["ratio"] == 1.0 for r in anchors if r["section"] == "lstm")
 
