@@ -298,10 +298,9 @@ def _torch_modules():
             self.head = torch.nn.Linear(units, 1)
 
         def forward(self, x):
-            zx = self.inp(x)
             h = x.new_zeros(x.shape[0], self.rec.in_features)
-            for t in range(x.shape[1]):
-                h = torch.tanh(zx[:, t] + self.rec(h))
+            for zx_t in self.inp(x).unbind(1):  # unbind: one backward copy
+                h = torch.tanh(zx_t + self.rec(h))
             return self.head(h)
 
     class RawGRU(torch.nn.Module):
@@ -314,10 +313,9 @@ def _torch_modules():
             self.head = torch.nn.Linear(units, 1)
 
         def forward(self, x):
-            gx = self.inp(x)
             h = x.new_zeros(x.shape[0], self.rec.in_features)
-            for t in range(x.shape[1]):
-                rx, zx, nx = gx[:, t].chunk(3, -1)
+            for gx_t in self.inp(x).unbind(1):
+                rx, zx, nx = gx_t.chunk(3, -1)
                 rh, zh, nh = self.rec(h).chunk(3, -1)
                 r, z = torch.sigmoid(rx + rh), torch.sigmoid(zx + zh)
                 n = torch.tanh(nx + r * nh)
@@ -347,17 +345,16 @@ def _torch_modules():
 
         def forward(self, x):
             hard_sigmoid = torch.nn.functional.hardsigmoid
-            zx = self.first_x(x)
             batch = x.shape[0]
             states = [x.new_zeros(batch, self.units) for _ in self.recurrent]
             top, outputs = x.new_zeros(batch, self.units), []
-            for t in range(x.shape[1]):
+            for zx_t in self.first_x(x).unbind(1):
                 h = top
                 for i, recurrent in enumerate(self.recurrent):
                     if i:
                         z = self.kernels[i - 1](h)
                     else:
-                        z = zx[:, t] + self.first_top(h)
+                        z = zx_t + self.first_top(h)
                     z_f, z_c = z.chunk(2, -1)
                     f = hard_sigmoid(z_f + recurrent(states[i]))
                     h = f * states[i] + (1 - f) * torch.tanh(z_c)

@@ -24,6 +24,7 @@ import inspect
 
 import keras
 
+from cellgraph import backend
 from cellgraph._loop import cast
 
 _TENSOR = "__keras_tensor__"
@@ -83,6 +84,18 @@ class LeanGraph:
     def lean_layers(self) -> list[str]:
         """Names of the nodes' operations that run their `call` directly."""
         return [node.name for node in self._nodes if node.lean]
+
+    @property
+    def fast_layers(self) -> list[str]:
+        """Names of the lean nodes that run a backend-native call
+        (`cellgraph.backend.fast_call`) instead of the layer's `call`."""
+        return [
+            node.name
+            for node in self._nodes
+            if node.lean
+            and getattr(node.fn, "__self__", None) is not node.op
+            and not isinstance(node.op, keras.Model)
+        ]
 
     @property
     def full_call_layers(self) -> list[str]:
@@ -362,7 +375,8 @@ class _Node:
             lean = fn is not None
             fn = fn or op
         elif lean:
-            fn = op.call
+            shapes = [r.get("shape") or () for r in _tensor_refs({"args": raw_args})]
+            fn = backend.fast_call(op, shapes) or op.call
         if not lean:  # Keras's call casts the inputs itself
             args = [_argument(a, slot, None) for a in raw_args]
             kwargs = {k: _argument(v, slot, None) for k, v in raw_kwargs.items()}

@@ -318,3 +318,33 @@ def test_state_dependent_or_random_work_stays_in_the_loop():
     h_t = layers.Add()([layers.Dense(4)(normed), layers.Dense(4)(h_tm1)])
     rnn = step_graph_rnn(x_t, h_tm1, h_t)
     assert LeanGraph.compile(rnn.step_model, rnn.dtype_policy).hoist(1) is None
+
+
+def test_common_layers_and_cells_run_torch_native_calls_and_agree(executor, rng):
+    x_t, h_tm1, c_tm1 = (keras.Input((s,)) for s in (3, 4, 4))
+    g_tm1, s_tm1, r_tm1 = (keras.Input((4,)) for _ in range(3))
+    h, _, c = cg.cells.LSTMCell(4, name="lstm")([x_t, h_tm1, c_tm1])
+    g, _ = cg.cells.GRUCell(4, name="gru")([h, g_tm1])
+    s, _ = cg.cells.SGUCell(4, name="sgu")([g, s_tm1])
+    r, _ = cg.cells.SimpleRNNCell(4, name="simple")([s, r_tm1])
+    mixed = layers.Concatenate(name="concat")([r, ops.tanh(h) * ops.sigmoid(g)])
+    mixed = layers.Dense(4, activation="relu", name="dense")(mixed)
+    mixed = layers.Subtract(name="sub")([mixed, layers.Activation("tanh")(s)])
+    out = layers.Multiply(name="mul")([layers.Add(name="add")([mixed, r]), -c])
+    rnn = cg.RecurrentModel(
+        input=x_t,
+        initial_states=[h_tm1, c_tm1, g_tm1, s_tm1, r_tm1],
+        output=out,
+        final_states=[h, c, g, s, r],
+        return_sequences=True,
+    )
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    assert_paths_agree(on_both_paths(executor, rnn, x, training=True))
+    graph = LeanGraph.compile(rnn.step_model, rnn.dtype_policy)
+    assert not graph.full_call_layers
+    if keras.backend.backend() == "torch":
+        names = {"lstm", "gru", "sgu", "simple", "concat", "dense", "sub", "mul"}
+        assert names | {"add"} <= set(graph.fast_layers)
+        assert {"tanh", "sigmoid", "multiply", "negative"} <= set(graph.fast_layers)
+    else:
+        assert graph.fast_layers == []

@@ -104,6 +104,19 @@ def native_rnn(kind: str, x, states, weights, has_biases: bool):
     return torch_kernels.run(kind, x, states, weights, has_biases)
 
 
+def fast_call(op, input_shapes):
+    """A backend-native version of `op.call` for the lean executor, or `None`.
+
+    Only on PyTorch (`backend.torch_layers`), where each `keras.ops` call
+    costs many times the op itself at the size of one step.
+    """
+    if keras.backend.backend() != "torch":
+        return None
+    from cellgraph.backend import torch_layers
+
+    return torch_layers.fast_call(op, input_shapes)
+
+
 # JAX differentiates `lax.scan` by saving every step's intermediate values and
 # reading them back in the backward pass; recomputing each step instead trains
 # faster on the CPU (benchmarks/backends.py) and keeps less memory. Set to False

@@ -1,0 +1,266 @@
+"""PyTorch versions of common layers' calls, for the lean step executor.
+
+A `keras.ops` function converts and checks its arguments at every call; on
+PyTorch, for the small tensors of one step, that costs 5-20 times the op
+(`ops.matmul` 110 us against `torch.matmul` 15 us on the 2-core test
+machine). The calls here run the torch functions that Keras's ops end in,
+in the same order, so they compute the same numbers; `fast_call` returns
+one for an exact class it knows (never a subclass, which may change `call`)
+and `None` otherwise, and each falls back to the layer's own call where its
+arguments are not what it expects (dropout masks, other dtypes).
+"""
+
+from __future__ import annotations
+
+import keras
+import torch
+import torch.nn.functional as F
+
+_ACTIVATIONS = {
+    keras.activations.tanh: torch.tanh,
+    keras.activations.sigmoid: torch.sigmoid,
+    keras.activations.relu: torch.relu,
+    keras.activations.hard_sigmoid: F.hardsigmoid,
+}
+
+
+def _activation(fn):
+    """The torch function of a Keras activation, itself when unknown, or None."""
+    if fn is None or fn is keras.activations.linear:
+        return None
+    try:
+        return _ACTIVATIONS.get(fn, fn)
+    except TypeError:  # not hashable: a callable object
+        return fn
+
+
+def _apply(fn, x):
+    return x if fn is None else fn(x)
+
+
+def _same_tensors(values) -> bool:
+    first = values[0]
+    return (
+        all(isinstance(v, torch.Tensor) and v.dtype == first.dtype for v in values)
+        and first.is_floating_point()
+    )
+
+
+def fast_call(op, input_shapes):
+    """A PyTorch call equal to `op.call`, or `None` where there is none.
+
+    Args:
+        op: a layer or `keras.ops` operation of a step graph.
+        input_shapes: the recorded shapes of its tensor arguments (merge
+            layers take the fast call only for inputs of one shape).
+    """
+    kind = type(op)
+    module = kind.__module__ or ""
+    if module.startswith("cellgraph.cells."):
+        maker = _CELLS.get(kind.__name__)
+    elif module.startswith("keras."):
+        if isinstance(op, keras.layers.Layer):
+            maker = _LAYERS.get(kind.__name__)
+            if kind.__name__ in _MERGES and len({tuple(s) for s in input_shapes}) > 1:
+                return None  # Keras broadcasts by reshaping: keep its call
+        else:
+            maker = _OPS.get(kind.__name__)
+    else:
+        return None
+    if maker is None:
+        return None
+    if isinstance(op, keras.layers.Layer) and op.compute_dtype not in (
+        "float32",
+        "float64",
+    ):
+        return None
+    return maker(op)
+
+
+# -- Keras layers ---------------------------------------------------------------
+def _dense(layer):
+    if getattr(layer, "lora_enabled", False):
+        return None
+    activation = _activation(layer.activation)
+
+    def call(inputs, training=None):
+        x = torch.matmul(inputs, layer.kernel.value)
+        if layer.bias is not None:
+            x = torch.add(x, layer.bias.value)
+        return _apply(activation, x)
+
+    return call
+
+
+def _activation_layer(layer):
+    activation = _activation(layer.activation)
+    return lambda inputs, training=None: _apply(activation, inputs)
+
+
+def _chain(torch_op):
+    def make(layer):
+        def call(inputs, training=None):
+            if not _same_tensors(inputs):
+                return layer.call(inputs)
+            output = inputs[0]
+            for x in inputs[1:]:
+                output = torch_op(output, x)
+            return output
+
+        return call
+
+    return make
+
+
+def _subtract(layer):
+    def call(inputs, training=None):
+        if not _same_tensors(inputs):
+            return layer.call(inputs)
+        return torch.subtract(inputs[0], inputs[1])
+
+    return call
+
+
+def _concatenate(layer):
+    def call(inputs, training=None):
+        if not _same_tensors(inputs):
+            return layer.call(inputs)
+        return torch.cat(inputs, dim=layer.axis)
+
+    return call
+
+
+_MERGES = {"Add", "Multiply", "Subtract"}
+_LAYERS = {
+    "Dense": _dense,
+    "Activation": _activation_layer,
+    "Add": _chain(torch.add),
+    "Multiply": _chain(torch.multiply),
+    "Subtract": _subtract,
+    "Concatenate": _concatenate,
+}
+
+
+# -- keras.ops operations ---------------------------------------------------------
+def _binary(torch_op):
+    def make(op):
+        def call(x1, x2):
+            if isinstance(x1, torch.Tensor) and isinstance(x2, torch.Tensor):
+                if x1.dtype == x2.dtype and x1.is_floating_point():
+                    return torch_op(x1, x2)
+            return op.call(x1, x2)
+
+        return call
+
+    return make
+
+
+def _unary(torch_op):
+    def make(op):
+        def call(x):
+            if isinstance(x, torch.Tensor) and x.is_floating_point():
+                return torch_op(x)
+            return op.call(x)
+
+        return call
+
+    return make
+
+
+_OPS = {
+    "Add": _binary(torch.add),
+    "Subtract": _binary(torch.subtract),
+    "Multiply": _binary(torch.multiply),
+    "Tanh": _unary(torch.tanh),
+    "Sigmoid": _unary(torch.sigmoid),
+    "Negative": _unary(torch.negative),
+}
+
+
+# -- cellgraph's cells ------------------------------------------------------------
+def _cell(step):
+    """A cell's fast call: `step(cell, x, states)`, or its own call with masks."""
+
+    def make(cell):
+        if getattr(cell, "implementation", 1) not in (1, 2):
+            return None
+
+        def call(inputs, training=None):
+            x, *states = inputs
+            if cell.dropout_masks(x, training) != (None, None) or not _same_tensors(
+                inputs
+            ):
+                return cell.call(inputs, training=training)
+            return step(cell, x, states)
+
+        return call
+
+    return make
+
+
+def _simple_rnn_step(cell, x, states):
+    h = torch.matmul(x, cell.kernel.value)
+    if cell.bias is not None:
+        h = torch.add(h, cell.bias.value)
+    h = h + torch.matmul(states[0], cell.recurrent_kernel.value)
+    h = _apply(_activation(cell.activation), h)
+    return [h, h]
+
+
+def _lstm_step(cell, x, states):
+    h_tm1, c_tm1 = states
+    z = torch.matmul(x, cell.kernel.value)
+    z = torch.add(z, torch.matmul(h_tm1, cell.recurrent_kernel.value))
+    if cell.bias is not None:
+        z = torch.add(z, cell.bias.value)
+    gate, act = _activation(cell.recurrent_activation), _activation(cell.activation)
+    z_i, z_f, z_c, z_o = torch.split(z, z.shape[-1] // 4, dim=-1)
+    i = _apply(gate, z_i)
+    f = _apply(gate, z_f)
+    c = f * c_tm1 + i * _apply(act, z_c)
+    o = _apply(gate, z_o)
+    h = o * _apply(act, c)
+    return [h, h, c]
+
+
+def _gru_step(cell, x, states):
+    (h_tm1,) = states
+    if not cell.reset_after:
+        return cell.call([x, h_tm1])
+    gate, act = _activation(cell.recurrent_activation), _activation(cell.activation)
+    bias = cell.bias.value if cell.bias is not None else None
+    matrix_x = torch.matmul(x, cell.kernel.value)
+    if bias is not None:
+        matrix_x = torch.add(matrix_x, bias[0])
+    x_z, x_r, x_h = torch.split(matrix_x, matrix_x.shape[-1] // 3, dim=-1)
+    matrix_h = torch.matmul(h_tm1, cell.recurrent_kernel.value)
+    if bias is not None:
+        matrix_h = torch.add(matrix_h, bias[1])
+    h_z, h_r, h_h = torch.split(matrix_h, matrix_h.shape[-1] // 3, dim=-1)
+    z = _apply(gate, x_z + h_z)
+    r = _apply(gate, x_r + h_r)
+    hh = _apply(act, x_h + r * h_h)
+    h = z * h_tm1 + (1.0 - z) * hh
+    return [h, h]
+
+
+def _sgu_step(cell, x, states):
+    (h_tm1,) = states
+    z = torch.matmul(x, cell.kernel.value)
+    if cell.bias is not None:
+        z = torch.add(z, cell.bias.value)
+    z_f, z_c = torch.split(z, z.shape[-1] // 2, dim=-1)
+    f = _apply(
+        _activation(cell.gate_activation),
+        z_f + torch.matmul(h_tm1, cell.recurrent_kernel.value),
+    )
+    out = f * h_tm1 + (1.0 - f) * _apply(_activation(cell.activation), z_c)
+    return [out, out]
+
+
+_CELLS = {
+    "SimpleRNNCell": _cell(_simple_rnn_step),
+    "LSTMCell": _cell(_lstm_step),
+    "GRUCell": _cell(_gru_step),
+    "SGUCell": _cell(_sgu_step),
+}
