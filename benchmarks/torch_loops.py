@@ -10,9 +10,9 @@ The cases and their anchors:
 - `lstm`, `gru` (batch 64, 100 steps, 32 features, 128 units, `Dense(1)` on
   the last output): `cells.LSTMCell(...).get_layer()` as cellgraph runs it
   by default (PyTorch's fused kernel), the same layer on the step loop
-  (`NATIVE_KERNELS_ON_TORCH = False`) and on the generic path
-  (`STEP_EXECUTOR = "generic"`, what cellgraph did before the lean
-  executor), `keras.layers.LSTM`/`GRU`, and native `torch.nn.LSTM`/`GRU`
+  (`NATIVE_KERNELS_ON_TORCH = False`) and on the generic path with Keras's
+  loop (`STEP_EXECUTOR = "generic"`, `OWN_LOOP_ON_TORCH = False`: what
+  cellgraph did before the lean executor), `keras.layers.LSTM`/`GRU`, and native `torch.nn.LSTM`/`GRU`
   (the anchor).
 - `vanilla` (same shape): the README's step graph, `Dense(x_t) +
   Dense(h_tm1) -> tanh`; `gru graph`: a GRU written as a step graph of
@@ -110,16 +110,20 @@ def _worker(spec: dict) -> dict:
     shape = QUICK if quick else FULL
     loop_shape = QUICK_SUPERLOOP if quick else FULL_SUPERLOOP
     repeats = shape["repeats"]
-    modes = {  # contender -> (STEP_EXECUTOR, NATIVE_KERNELS_ON_TORCH)
-        DEFAULT: ("auto", True),
-        LOOP: ("auto", False),
-        GENERIC: ("generic", False),
+    modes = {  # contender -> STEP_EXECUTOR, NATIVE_KERNELS_ON_TORCH, OWN_LOOP_ON_TORCH
+        DEFAULT: ("auto", True, True),
+        LOOP: ("auto", False, True),
+        GENERIC: ("generic", False, False),
     }
 
     def keras_tasks(model, x, y, mode=None):
         def use():
             if mode is not None:
-                backend.STEP_EXECUTOR, backend.NATIVE_KERNELS_ON_TORCH = modes[mode]
+                (
+                    backend.STEP_EXECUTOR,
+                    backend.NATIVE_KERNELS_ON_TORCH,
+                    backend.OWN_LOOP_ON_TORCH,
+                ) = modes[mode]
 
         def train():
             use()
@@ -179,7 +183,7 @@ def _worker(spec: dict) -> dict:
         native = f"torch nn.{kind.upper()}"
         tasks[native] = torch_tasks(native_last(kind, f, u), x, y_last)
         cases.append(time_case(kind, tasks, native, f"keras.layers.{kind.upper()}"))
-        backend.STEP_EXECUTOR, backend.NATIVE_KERNELS_ON_TORCH = "auto", True
+        _defaults(backend)
 
     graphs = [("vanilla", _vanilla_layer, raw_vanilla)]
     if not quick:  # --quick, a smoke test: one case of each kind
@@ -196,7 +200,7 @@ def _worker(spec: dict) -> dict:
         }
         tasks[RAW] = torch_tasks(raw(f, u), x, y_last)
         cases.append(time_case(name, tasks, RAW))
-        backend.STEP_EXECUTOR, backend.NATIVE_KERNELS_ON_TORCH = "auto", True
+        _defaults(backend)
 
     return {"cases": cases, "load": load_average(), "started": time.time()}
 
@@ -217,8 +221,13 @@ def _superloop_case(shape, keras_tasks, torch_tasks, time_case):
         tasks[mode] = keras_tasks(model, lx, ly, mode)
     tasks[RAW] = torch_tasks(raw_sgu_stack(lf, layers, lu), lx, ly)
     case = time_case(f"superloop {layers}x SGU({lu}), T={lt}", tasks, RAW)
-    backend.STEP_EXECUTOR, backend.NATIVE_KERNELS_ON_TORCH = "auto", True
+    _defaults(backend)
     return case
+
+
+def _defaults(backend):
+    backend.STEP_EXECUTOR = "auto"
+    backend.NATIVE_KERNELS_ON_TORCH = backend.OWN_LOOP_ON_TORCH = True
 
 
 def _head_model(layer, timesteps, features):

@@ -27,6 +27,7 @@ constants and captured inputs, and is handed to `keras.layers.RNN.inner_loop`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import keras
@@ -293,12 +294,14 @@ class LoopPlan:
             return is_float(part.dtype) or part.dtype == "bool"
         return True
 
-    @property
+    # The layouts below are asked at every step (the plan is immutable, so
+    # each is worked out once).
+    @functools.cached_property
     def carried_parts(self) -> list[int]:
         """Indices of the parts packed into the loop's sequence tensor."""
         return [i for i, p in enumerate(self.parts) if self._in_carrier(p)]
 
-    @property
+    @functools.cached_property
     def side_parts(self) -> list[int]:
         """Indices of the integer parts that travel beside a float sequence."""
         return [i for i, p in enumerate(self.parts) if not self._in_carrier(p)]
@@ -319,7 +322,14 @@ class LoopPlan:
 
     def index(self, role: str) -> list[int]:
         """Indices of the parts with `role`."""
-        return [i for i, p in enumerate(self.parts) if p.role == role]
+        return self._part_indices.get(role, [])
+
+    @functools.cached_property
+    def _part_indices(self) -> dict:
+        indices = {}
+        for i, part in enumerate(self.parts):
+            indices.setdefault(part.role, []).append(i)
+        return indices
 
     def pack(self, sequences, batch=None):
         """Packs the parts for the loop.
@@ -562,7 +572,8 @@ class PlanStep:
 
 
 def run(plan: LoopPlan, step: PlanStep, sequence, initial_states, options):
-    """Runs the loop with Keras's own recurrent machinery.
+    """Runs the loop with Keras's own recurrent machinery (or, on PyTorch,
+    `backend.run_loop`: the same loop without Keras's per-step bookkeeping).
 
     Args:
         plan: the call's `LoopPlan`.
@@ -574,6 +585,15 @@ def run(plan: LoopPlan, step: PlanStep, sequence, initial_states, options):
     Returns:
         `(output, final_inner_states)`: every step's output or the last one.
     """
+    if backend.own_loop() and not options["unroll"]:
+        last, outputs, states = backend.run_loop(
+            step,
+            sequence,
+            list(initial_states),
+            options["return_sequences"],
+            options["go_backwards"],
+        )
+        return (outputs if options["return_sequences"] else last), states
     loop = keras.layers.RNN(
         step,
         return_sequences=options["return_sequences"],

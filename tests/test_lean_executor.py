@@ -36,8 +36,17 @@ pytestmark = [
 
 @pytest.fixture
 def executor(monkeypatch):
-    def use(name):
+    """Sets the executor; the generic one runs Keras's loop, unless `same_loop`.
+
+    On PyTorch the lean path also runs cellgraph's own loop over time; Keras's
+    loop calls the step once more before the loop, which draws one more set
+    of random numbers: tests of random layers run both on cellgraph's loop.
+    """
+
+    def use(name, same_loop=False):
         monkeypatch.setattr(cg.backend, "STEP_EXECUTOR", name)
+        own = name == "lean" or same_loop
+        monkeypatch.setattr(cg.backend, "OWN_LOOP_ON_TORCH", own)
 
     return use
 
@@ -52,7 +61,7 @@ def recurrent_models(layer):
                     yield from recurrent_models(child)
 
 
-def on_both_paths(executor, layer, x, **kwargs):
+def on_both_paths(executor, layer, x, same_loop=False, **kwargs):
     """`layer_gradients` on the generic and the lean path, from equal variables."""
     if not layer.built:
         layer(x, **kwargs)
@@ -61,7 +70,7 @@ def on_both_paths(executor, layer, x, **kwargs):
     for name in ("generic", "lean"):
         for variable, value in zip(layer.variables, snapshot, strict=True):
             variable.assign(value)
-        executor(name)
+        executor(name, same_loop)
         outputs, grads = layer_gradients(layer, x, **kwargs)
         losses = [keras.ops.convert_to_numpy(v) for v in layer.losses]
         results[name] = outputs, grads, losses
@@ -132,8 +141,9 @@ def test_random_step_graphs_agree_on_the_lean_path(
     x = rng.normal(size=(3, time, features)).astype("float32") * 3
     mask = rng.random((3, time)) > 0.3
     results = {}
-    for name in ("generic", "lean"):
+    for name in ("generic", "lean"):  # with Keras's loop, then cellgraph's
         monkeypatch.setattr(cg.backend, "STEP_EXECUTOR", name)
+        monkeypatch.setattr(cg.backend, "OWN_LOOP_ON_TORCH", name == "lean")
         results[name] = layer_gradients(rnn, x, mask=mask)
     assert_paths_agree(results)
     graph = LeanGraph.compile(rnn.step_model, rnn.dtype_policy)
@@ -187,7 +197,7 @@ def test_cell_dropout_and_per_step_dropout_agree_on_the_lean_path(executor, rng)
         return_sequences=True,
     )
     x = rng.normal(size=(2, 5, 3)).astype("float32")
-    results = on_both_paths(executor, rnn, x, training=True)
+    results = on_both_paths(executor, rnn, x, same_loop=True, training=True)
     assert_paths_agree(results)
     outputs = results["lean"][0][0]
     assert (outputs == 0).any(), "dropout dropped something"
@@ -204,7 +214,7 @@ def test_layers_that_need_the_full_call_keep_it_and_agree(executor, rng):
     rnn = step_graph_rnn(x_t, h_tm1, h_t)
     x = rng.normal(size=(2, 5, 3)).astype("float32")
     if keras.backend.backend() != "jax":  # JAX refuses per-step randomness
-        assert_paths_agree(on_both_paths(executor, rnn, x))
+        assert_paths_agree(on_both_paths(executor, rnn, x, same_loop=True))
     graph = LeanGraph.compile(rnn.step_model, rnn.dtype_policy)
     assert set(graph.full_call_layers) == {"wide", "always_on"}
     assert "cast_input" in graph.lean_layers  # its float64 input is cast
@@ -294,9 +304,10 @@ def test_input_only_work_runs_before_the_loop_and_agrees(
     mask = rng.random((2, 6)) > 0.3
     rnn(x, mask=mask)
     results = {}
-    for name, hoist in (("generic", False), ("lean", True)):
+    for name, lean in (("generic", False), ("lean", True)):
         monkeypatch.setattr(cg.backend, "STEP_EXECUTOR", name)
-        monkeypatch.setattr(cg.backend, "HOIST_STEP_INPUTS", hoist)
+        monkeypatch.setattr(cg.backend, "HOIST_STEP_INPUTS", lean)
+        monkeypatch.setattr(cg.backend, "OWN_LOOP_ON_TORCH", lean)
         if kind == "ids":  # no gradient with respect to integer ids
             results[name] = ([keras.ops.convert_to_numpy(rnn(x, mask=mask))],)
         else:

@@ -104,6 +104,27 @@ def native_rnn(kind: str, x, states, weights, has_biases: bool):
     return torch_kernels.run(kind, x, states, weights, has_biases)
 
 
+# On PyTorch, Keras's loop over time is a Python loop that also flattens and
+# packs every step's values with `keras.tree` (and runs the step once more
+# before the loop, for the output's structure); cellgraph runs its own plain
+# loop there (`torch_kernels.loop`). False: Keras's loop (tests compare both).
+OWN_LOOP_ON_TORCH = True
+
+
+def own_loop() -> bool:
+    """Whether the loop over time is cellgraph's (`torch_kernels.loop`)."""
+    return keras.backend.backend() == "torch" and OWN_LOOP_ON_TORCH
+
+
+def run_loop(step, sequence, initial_states, return_sequences, go_backwards):
+    """Runs `torch_kernels.loop` (where `own_loop()`)."""
+    from cellgraph.backend import torch_kernels
+
+    return torch_kernels.loop(
+        step, sequence, initial_states, return_sequences, go_backwards
+    )
+
+
 def fast_call(op, input_shapes):
     """A backend-native version of `op.call` for the lean executor, or `None`.
 

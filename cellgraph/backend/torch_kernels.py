@@ -32,3 +32,34 @@ def run(kind: str, x, states, weights, has_biases: bool):
         outputs, h_n = torch.gru(x, h[None], weights, *options)
         return outputs, [h_n[0]]
     raise ValueError(f"Unknown kernel {kind!r}; expected 'lstm' or 'gru'.")
+
+
+def loop(step, sequence, initial_states, return_sequences: bool, go_backwards: bool):
+    """A step function over time, as `keras.layers.RNN.inner_loop` runs it here.
+
+    Keras's PyTorch loop is a Python `while` loop that also flattens and
+    packs the inputs, outputs and states with `keras.tree` at every step
+    (0.13 ms a step on the 2-core test machine, as much as a small step's
+    arithmetic); this one iterates over `sequence.unbind(1)`.
+
+    Args:
+        step: `step(inputs_t, states) -> (output_t, new_states)`.
+        sequence: `(batch, time, ...)`.
+        initial_states: list of tensors.
+        return_sequences: also stack every step's output, `(batch, time, ...)`.
+        go_backwards: run from the last step to the first (the outputs come
+            in processing order, as Keras's loop gives them).
+
+    Returns:
+        `(last_output, outputs or None, final_states)`.
+    """
+    steps = sequence.unbind(1)
+    if go_backwards:
+        steps = steps[::-1]
+    states, outputs, output = list(initial_states), [], None
+    for x_t in steps:
+        output, states = step(x_t, states)
+        states = list(states)
+        if return_sequences:
+            outputs.append(output)
+    return output, torch.stack(outputs, 1) if return_sequences else None, states
