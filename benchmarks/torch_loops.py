@@ -3,8 +3,11 @@
 In one PyTorch-backend process (`python -m benchmarks.torch_loops --worker
 SPEC`, `KERAS_BACKEND=torch`), each case builds the same model several ways
 and times train steps (Adam, MSE: `train_on_batch` for Keras models, a
-forward, backward and `Adam.step` for plain torch) and inference calls
-(`predict_on_batch`; `torch.no_grad()` forward) round-robin after a warm-up.
+forward, backward and `Adam.step` for plain torch), inference calls
+(`predict_on_batch`, which also converts NumPy in and out) and forward calls
+(the model called on a torch tensor under `torch.no_grad()`; for plain torch
+"inference" and "forward" are both its forward call) round-robin after a
+warm-up.
 The cases and their anchors:
 
 - `lstm`, `gru` (batch 64, 100 steps, 32 features, 128 units, `Dense(1)` on
@@ -12,8 +15,8 @@ The cases and their anchors:
   by default (PyTorch's fused kernel), the same layer on the step loop
   (`NATIVE_KERNELS_ON_TORCH = False`) and on the generic path with Keras's
   loop (`STEP_EXECUTOR = "generic"`, `OWN_LOOP_ON_TORCH = False`: what
-  cellgraph did before the lean executor), `keras.layers.LSTM`/`GRU`, and native `torch.nn.LSTM`/`GRU`
-  (the anchor).
+  cellgraph did before the lean executor), `keras.layers.LSTM`/`GRU`, and
+  native `torch.nn.LSTM`/`GRU` (the anchor).
 - `vanilla` (same shape): the README's step graph, `Dense(x_t) +
   Dense(h_tm1) -> tanh`; `gru graph`: a GRU written as a step graph of
   `Dense` layers and `keras.ops`; `superloop` (batch 64, 64 steps, 8
@@ -43,7 +46,7 @@ FULL_SUPERLOOP = dict(batch=64, timesteps=64, features=8, layers=32, units=16)
 QUICK = dict(batch=4, timesteps=5, features=3, units=8, repeats=2)
 QUICK_SUPERLOOP = dict(batch=4, timesteps=4, features=3, layers=3, units=4)
 TIMEOUT_S = 1800
-METRICS = ("train step", "inference")
+METRICS = ("train step", "inference", "forward")
 DEFAULT, LOOP, GENERIC = "cellgraph", "cellgraph [step loop]", "cellgraph [generic]"
 RAW = "raw torch loop, projections hoisted"
 
@@ -133,7 +136,14 @@ def _worker(spec: dict) -> dict:
             use()
             model.predict_on_batch(x)
 
-        return {"train step": train, "inference": infer}
+        xt = torch.tensor(x)
+
+        def forward():
+            use()
+            with torch.no_grad():
+                model(xt, training=False)
+
+        return {"train step": train, "inference": infer, "forward": forward}
 
     def torch_tasks(module, x, y):
         optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
@@ -149,7 +159,8 @@ def _worker(spec: dict) -> dict:
             with torch.no_grad():
                 module(xt)
 
-        return {"train step": train, "inference": infer}
+        # A torch module has no `predict`: its inference is its forward call.
+        return {"train step": train, "inference": infer, "forward": infer}
 
     def time_case(name, tasks_by_contender, anchor, keras_name=None):
         flat = {

@@ -507,8 +507,37 @@ class PlanStep:
             lambda inputs, training: call_step_model(step_model, inputs, training)
         )
         self.state_size = plan.state_size
+        # The common case (step inputs and states only: no readout, mask,
+        # teacher forcing or side parts) takes a short path: on PyTorch the
+        # step's bookkeeping is paid at every step.
+        self._plain = (
+            captured_inputs is None
+            and not layout.has_readout
+            and all(p.role in (INPUT, HOISTED) for p in plan.parts)
+            and all(s.role == STATE for s in plan.slots)
+        )
+        self._num_hoisted = len(plan.index(HOISTED))
+
+    def _plain_call(self, inputs, states):
+        plan = self.plan
+        parts = plan.unpack(inputs)
+        hoisted = parts[len(parts) - self._num_hoisted :] if self._num_hoisted else []
+        step_inputs = parts[: len(parts) - self._num_hoisted] or [None] * (
+            self.layout.num_inputs
+        )
+        model_inputs = [*step_inputs, *states, *self.constants]
+        outputs = backend.loop_step(
+            lambda *tensors: self.executor(list(tensors), self.training)
+        )(*model_inputs, *hoisted)
+        output = cast(outputs[0], plan.output_dtype)
+        return output, [
+            cast(value, slot.dtype)
+            for value, slot in zip(outputs[1:], plan.slots, strict=True)
+        ]
 
     def call(self, inputs, states):
+        if self._plain:
+            return self._plain_call(inputs, states)
         plan = self.plan
         inner = plan.split_states(list(states))
         counter = inner[COUNTER][0] if inner[COUNTER] else None

@@ -81,6 +81,7 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
         ):
             assert (case, contender, "train step") in torch_rows
             assert (case, contender, "inference") in torch_rows
+            assert (case, contender, "forward") in torch_rows
     anchors = [r for r in rows if r["contender"] == "keras.layers.LSTM"]
     assert all(r["ratio"] == 1.0 for r in anchors if r["section"] == "lstm")
 
