@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph import _checks, _loop, _options, backend
+from cellgraph import _checks, _deferred, _loop, _options, backend
 from cellgraph.cell import RNNCell
 from cellgraph.step_graph import (
     GraphLayout,
@@ -147,6 +147,11 @@ class RecurrentModel(keras.layers.Layer):
         self._seed_generator = keras.random.SeedGenerator() if sampled else None
         self._step_graph = None
         self.step_model = None
+        # A step model read from a config: its layers are tracked now (the
+        # weights), its graph is replayed once loading is over (_deferred).
+        self._deferred = self.__dict__.pop("_given_pending", None)
+        if self._deferred is not None:
+            self._step_layers = list(self._deferred.layers)
         graph = self.__dict__.pop("_given_step_graph", None)
         if graph is None and (input is not None or output is not None):
             graph = StepGraph(
@@ -207,8 +212,13 @@ class RecurrentModel(keras.layers.Layer):
                 "RecurrentModel.from_step_graph() takes the roles from the "
                 f"graph. Received also: {given}"
             )
+        return cls._construct(graph, options)
+
+    @classmethod
+    def _construct(cls, graph, options, pending=None):
         layer = cls.__new__(cls, **options)
         layer.__dict__["_given_step_graph"] = graph
+        layer.__dict__["_given_pending"] = pending
         layer.__init__(**options)
         return layer
 
@@ -259,7 +269,26 @@ class RecurrentModel(keras.layers.Layer):
             len(graph.initial_states)
         )
         self._step_graph = graph
-        self.step_model = graph.model
+        self._keep_step_model(graph.model)
+
+    def _keep_step_model(self, model):
+        if self._deferred is None:
+            self.step_model = model
+        else:
+            # Not tracked: the tracked `_step_layers` hold the weights, and
+            # the replayed model comes after `build()` has locked tracking.
+            object.__setattr__(self, "step_model", model)
+
+    def _finish_loading(self):
+        """Replays a step graph read from a config (see `cellgraph._deferred`)."""
+        pending = self._deferred
+        if pending is None:
+            return
+        graph = self._step_graph
+        graph = StepGraph.from_model(pending.resolve(), graph.layout, graph.multi_input)
+        self._step_graph = graph
+        self._keep_step_model(graph.model)
+        self._deferred = None
 
     def _expand_state_initializer(self, num_states) -> list:
         """One `state_initializer` entry per state (`None`: zeros)."""
@@ -444,6 +473,7 @@ class RecurrentModel(keras.layers.Layer):
         mask=None,
         training=None,
     ):
+        self._finish_loading()
         xs, states, consts = self._checked_arguments(
             inputs,
             initial_state,
@@ -624,6 +654,7 @@ class RecurrentModel(keras.layers.Layer):
         Returns:
             `(output, new_states)`.
         """
+        self._finish_loading()
         xs = [ops.convert_to_tensor(x) for x in self._as_list(inputs)]
         batch = ops.shape(xs[0])[0]
         if not self.built:
@@ -655,6 +686,7 @@ class RecurrentModel(keras.layers.Layer):
         `model.summary()` of a model holding this layer shows it as one
         layer; this shows what runs inside one step.
         """
+        self._finish_loading()
         if self.step_model is None:
             raise ValueError(
                 f"{self.name} has no step graph yet: call it (or build it) once."
@@ -667,6 +699,7 @@ class RecurrentModel(keras.layers.Layer):
         The cell is called on `[*inputs, *states, *constants]`; with a
         readout, the previous output is an extra last state.
         """
+        self._finish_loading()
         if self._step_graph is None:
             raise ValueError(
                 f"{self.name}.get_cell() needs the step graph, which is built "
@@ -690,6 +723,9 @@ class RecurrentModel(keras.layers.Layer):
             store[self._SEED_KEY] = ops.convert_to_numpy(self._seed_generator.state)
 
     def load_own_variables(self, store):
+        # The outer graphs are rebuilt by now: the step graph can be replayed
+        # before Keras loads the step model's weights.
+        self._finish_loading()
         if self._SEED_KEY in store.keys():
             seed_state = store[self._SEED_KEY]
             if self._seed_generator is not None:
@@ -740,6 +776,7 @@ class RecurrentModel(keras.layers.Layer):
         }
 
     def get_config(self):
+        self._finish_loading()
         config = super().get_config()
         config.update(self._options_config())
         config.update(self._step_graph_config())
@@ -756,10 +793,12 @@ class RecurrentModel(keras.layers.Layer):
         )
         owner = config.get("name", cls.__name__)
         cell, specs = config.pop("cell", None), config.pop("step_inputs", None)
+        pending = None
         if "step_model" in config or cell is None:
-            model = _options.deserialize_part(
+            model = _deferred.load_step_model(
                 config.pop("step_model", None), owner, custom_objects
             )
+            pending, model = _deferred.split(model)
         else:
             cell = _options.deserialize_part(cell, owner, custom_objects)
             inputs = [
@@ -773,7 +812,7 @@ class RecurrentModel(keras.layers.Layer):
         config["state_initializer"] = _options.deserialize_initializers(
             config["state_initializer"]
         )
-        return cls.from_step_graph(graph, **config)
+        return cls._construct(graph, config, pending)
 
 
 def _call_shape(inputs):
@@ -813,7 +852,9 @@ class GraphCell(RNNCell):
 
     def __init__(self, step_model, layout=None, **kwargs):
         if isinstance(step_model, dict):
-            step_model = keras.saving.deserialize_keras_object(step_model)
+            owner = kwargs.get("name", type(self).__name__)
+            step_model = _deferred.load_step_model(step_model, owner)
+        pending, step_model = _deferred.split(step_model)
         counts = {
             key: kwargs.pop(key)
             for key in ("num_inputs", "num_states", "num_constants", "has_readout")
@@ -826,7 +867,12 @@ class GraphCell(RNNCell):
         graph = StepGraph.from_model(step_model, layout)
         kwargs.setdefault("input_dim", None)
         super().__init__(**kwargs)
-        self.model = step_model
+        self._deferred = pending
+        if pending is None:
+            self.model = step_model
+        else:  # as in RecurrentModel: weights tracked, graph replayed later
+            self._step_layers = list(pending.layers)
+            object.__setattr__(self, "model", step_model)
         self.layout = layout
         self._input_shapes = graph.input_shapes
         shapes = graph.state_shapes
@@ -870,7 +916,17 @@ class GraphCell(RNNCell):
         readout = states.pop() if layout.has_readout else None
         return layout.join(inputs[:a], states, inputs[b:], readout)
 
+    def _finish_loading(self):
+        if self._deferred is not None:
+            object.__setattr__(self, "model", self._deferred.resolve())
+            self._deferred = None
+
+    def load_own_variables(self, store):
+        self._finish_loading()
+        super().load_own_variables(store)
+
     def call(self, inputs, training=None):
+        self._finish_loading()
         outputs = call_step_model(self.model, self._model_inputs(inputs), training)
         if self.layout.has_readout:
             outputs.append(outputs[0])
@@ -883,6 +939,7 @@ class GraphCell(RNNCell):
         return outputs
 
     def get_config(self):
+        self._finish_loading()
         config = super().get_config()
         config["step_model"] = _options.serialize_shared(self.model)
         config.update(self.layout.get_config())

@@ -1,0 +1,201 @@
+"""Step models read from a config, whose graph is rebuilt once loading is over.
+
+Keras rebuilds a functional model by calling each layer again, and it finds a
+call by its index among *all* the calls of that layer, while a saved config
+counts only the calls of its own model. A layer in a step graph that the outer
+model calls too (`dense(rnn(x))` with `dense` inside the step graph) would get
+the step graph's call first, when the sequence layer is deserialized, and the
+outer model's index would then point at that call. So a step model read from a
+config stays pending:
+
+- its layers are deserialized at once, so that a layer met again elsewhere in
+  the file (a shared layer) is the same object;
+- a private copy of the step model, without shared objects, gives the shapes
+  the outer model needs while Keras rebuilds it;
+- the step graph itself is replayed later (when weights are loaded, or at the
+  first call), each call found by its index among this graph's calls only.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import keras
+
+from cellgraph import _options
+
+
+class _NotYet(Exception):
+    """A call needs a tensor that the replay has not produced yet."""
+
+
+class PendingStepModel:
+    """A step model's layers, and the replay of its graph once loading is over.
+
+    Made by `load_step_model`, which passes the class to Keras as a custom
+    object (it is not registered: it stands for a step model's config while
+    that config is read, and is never written into a file).
+
+    Args:
+        step_model: the serialized functional step model.
+        owner: name of the layer it belongs to, for error messages.
+    """
+
+    def __init__(self, step_model: dict, owner: str = "?"):
+        self._config = step_model
+        self._owner = owner
+        self.preview = _options.deserialize_part(_unshared(step_model), owner)
+        entries = step_model["config"]["layers"]
+        self.layers = [keras.saving.deserialize_keras_object(e) for e in entries]
+        self._model = None
+        self._lock = threading.Lock()
+
+    def resolve(self) -> keras.Model:
+        """The step model over the shared layers (replayed on the first call)."""
+        with self._lock:  # eager calls from two threads replay it once
+            if self._model is None:
+                config = self._config["config"]
+                self._model = _replay(config, self.layers, self._owner)
+                self.preview = None
+        return self._model
+
+    def get_config(self) -> dict:
+        return {"step_model": self._config, "owner": self._owner}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["step_model"], config.get("owner", "?"))
+
+
+_PENDING = "cellgraph.loading>PendingStepModel"
+
+
+def load_step_model(config: dict, owner: str, custom_objects=None):
+    """A step model from its config: a `keras.Model` or a `PendingStepModel`.
+
+    Configs written by cellgraph mark the step model with a shared object id
+    (see `_options.serialize_shared`); every config with the same id loads as
+    the same `PendingStepModel`, so a `RecurrentModel` and its `get_cell()`
+    keep one step model. A config without the mark loads directly.
+    """
+    if not isinstance(config, dict) or "shared_object_id" not in config:
+        return _options.deserialize_part(config, owner, custom_objects)
+    wrapper = {
+        "module": None,
+        "class_name": PendingStepModel.__name__,
+        "registered_name": _PENDING,
+        "config": {"step_model": config, "owner": owner},
+        "shared_object_id": config["shared_object_id"],
+    }
+    objects = {**(custom_objects or {}), _PENDING: PendingStepModel}
+    return keras.saving.deserialize_keras_object(wrapper, custom_objects=objects)
+
+
+def split(model):
+    """`(pending, model to use now)` for what `load_step_model` returned.
+
+    `pending` is `None` for a ready `keras.Model` (or a pending one already
+    replayed); otherwise the model to use now is the private preview.
+    """
+    if not isinstance(model, PendingStepModel):
+        return None, model
+    if model.preview is None:
+        return None, model.resolve()
+    return model, model.preview
+
+
+def _unshared(config):
+    """A deep copy of `config` without `shared_object_id` marks."""
+    if isinstance(config, dict):
+        return {k: _unshared(v) for k, v in config.items() if k != "shared_object_id"}
+    if isinstance(config, list):
+        return [_unshared(v) for v in config]
+    return copy.deepcopy(config)
+
+
+def _replay(config: dict, layers: list, owner: str) -> keras.Model:
+    """Calls `layers` as the functional `config` says; returns the model.
+
+    Like Keras's `functional_from_config`, but a call is found by its index
+    among the calls of this config only, whatever other graphs did with a
+    shared layer before.
+    """
+    entries = config["layers"]
+    names = [entry["name"] for entry in entries]
+    by_name = dict(zip(names, layers))
+    queue = {entry["name"]: list(entry.get("inbound_nodes") or []) for entry in entries}
+    produced = {name: [] for name in names}
+    for name in names:
+        if not queue[name]:  # an input: its one call happened when it was made
+            produced[name].append(keras.tree.flatten(by_name[name].output))
+
+    def lookup(history, offset=0):
+        name, node, index = history[0], int(history[1]) - offset, int(history[2])
+        calls = produced.get(name)
+        if calls is None or not 0 <= node < len(calls):
+            raise _NotYet(name)
+        return calls[node][index]
+
+    while any(queue.values()):
+        progress = False
+        for name in names:
+            nodes = queue[name]
+            while nodes:
+                try:
+                    args = _revive(nodes[0].get("args", []), lookup)
+                    kwargs = _revive(nodes[0].get("kwargs", {}), lookup)
+                except _NotYet:
+                    break
+                outputs = by_name[name](*args, **kwargs)
+                produced[name].append(keras.tree.flatten(outputs))
+                nodes.pop(0)
+                progress = True
+        if not progress:
+            waiting = sorted(name for name, nodes in queue.items() if nodes)
+            raise ValueError(
+                f"cellgraph: the step model of {owner!r} cannot be rebuilt from "
+                f"its config: the calls of {waiting} wait for tensors that no "
+                "layer of the step model produces."
+            )
+
+    def tensors(structure):
+        if (
+            isinstance(structure, (list, tuple))
+            and len(structure) == 3
+            and isinstance(structure[0], str)
+        ):
+            # Keras counts a nested functional model's own construction as its
+            # first call here (not in the calls' arguments).
+            return lookup(structure, int(_is_functional(by_name[structure[0]])))
+        if isinstance(structure, dict):
+            return {k: tensors(v) for k, v in structure.items()}
+        return [tensors(v) for v in structure]
+
+    return keras.Model(
+        inputs=tensors(config["input_layers"]),
+        outputs=tensors(config["output_layers"]),
+        name=config.get("name"),
+        trainable=config.get("trainable", True),
+    )
+
+
+def _is_functional(layer) -> bool:
+    """Whether `layer` is a functional model (Keras's `Functional` class)."""
+    return any(cls.__name__ == "Functional" for cls in type(layer).__mro__)
+
+
+def _revive(value, lookup):
+    """Node arguments from their config, Keras tensors taken from the replay."""
+    if isinstance(value, dict):
+        kind = value.get("class_name")
+        if kind == "__keras_tensor__":
+            return lookup(value["config"]["keras_history"])
+        if kind == "__tuple__":
+            return tuple(_revive(v, lookup) for v in value["config"]["value"])
+        if kind is not None:
+            return keras.saving.deserialize_keras_object(value)
+        return {k: _revive(v, lookup) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # tuples: a config not yet in JSON
+        return type(value)(_revive(v, lookup) for v in value)
+    return value
