@@ -260,7 +260,7 @@ class RecurrentModel(keras.layers.Layer):
                     "Regularize the sequence layer's output instead, e.g. "
                     "`keras.layers.ActivityRegularization` after the "
                     "RecurrentModel. Received: activity_regularizer="
-                    f"{layer.activity_regularizer!r}"
+                    f"{_checks.describe(layer.activity_regularizer)}"
                 )
         if keras.backend.backend() == "jax":
             _checks.probe_losses(self.name, graph)
@@ -901,8 +901,10 @@ class GraphCell(RNNCell):
             for want, got in zip(expected, shapes)
         ):
             raise ValueError(
-                f"{self.name} is called on [*inputs, *states, *constants] with "
-                f"shapes {[(None, *s) for s in expected]}. Received: {shapes}"
+                f"Argument `inputs` of GraphCell {self.name!r} (one step of a "
+                "RecurrentModel) must be a list [*inputs, *states, *constants] "
+                f"with shapes {[(None, *s) for s in expected]}. Received: "
+                f"input_shape={shapes}"
             )
         self.built = True
 
