@@ -45,6 +45,8 @@ class PendingStepModel:
     def __init__(self, step_model: dict, owner: str = "?"):
         self._config = step_model
         self._owner = owner
+        # Copies first: Keras's deserialization consumes parts of a config.
+        self._graph = _unshared(step_model["config"])
         self.preview = _options.deserialize_part(_unshared(step_model), owner)
         entries = step_model["config"]["layers"]
         self.layers = [keras.saving.deserialize_keras_object(e) for e in entries]
@@ -55,8 +57,7 @@ class PendingStepModel:
         """The step model over the shared layers (replayed on the first call)."""
         with self._lock:  # eager calls from two threads replay it once
             if self._model is None:
-                config = self._config["config"]
-                self._model = _replay(config, self.layers, self._owner)
+                self._model = _replay(self._graph, self.layers, self._owner)
                 self.preview = None
         return self._model
 
@@ -103,6 +104,49 @@ def split(model):
     if model.preview is None:
         return None, model.resolve()
     return model, model.preview
+
+
+class PendingBuild:
+    """A builder's parts read from a config, and private copies of them.
+
+    A builder (`RecurrentSequential`) builds its step graph by calling its
+    parts; while Keras rebuilds the outer model, it builds it from the copies
+    (`parts`: attribute name -> copy), so that a part the outer model calls
+    too keeps its calls in the outer model's order; once loading is over it
+    builds it again from its own parts, with the input shape kept here.
+    """
+
+    def __init__(self, parts: dict):
+        self.parts = parts
+        self.input_shape = None
+
+    def preview_graph(self, builder, input_shape):
+        """`builder.build_step_graph(input_shape)` over the copies."""
+        self.input_shape = input_shape
+        real = {name: getattr(builder, name) for name in self.parts}
+        try:
+            for name, copy_ in self.parts.items():
+                object.__setattr__(builder, name, copy_)  # untracked, for a moment
+            return builder.build_step_graph(input_shape)
+        finally:
+            for name, value in real.items():
+                object.__setattr__(builder, name, value)
+
+
+def has_shared_ids(config) -> bool:
+    """Whether a serialized object holds a `shared_object_id` (any depth)."""
+    if isinstance(config, dict):
+        return "shared_object_id" in config or any(
+            has_shared_ids(v) for v in config.values()
+        )
+    if isinstance(config, (list, tuple)):
+        return any(has_shared_ids(v) for v in config)
+    return False
+
+
+def unshared(config):
+    """A deep copy of `config` without `shared_object_id` marks."""
+    return _unshared(config)
 
 
 def _unshared(config):

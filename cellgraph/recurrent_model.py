@@ -242,7 +242,19 @@ class RecurrentModel(keras.layers.Layer):
 
     def _ensure_step_graph(self, input_shape):
         if self._step_graph is None:
-            self._take_step_graph(self.build_step_graph(input_shape))
+            if isinstance(self._deferred, _deferred.PendingBuild):
+                graph = self._deferred.preview_graph(self, input_shape)
+            else:
+                graph = self.build_step_graph(input_shape)
+            self._take_step_graph(graph)
+
+    def _defer_build(self, parts: dict):
+        """For a builder read from a config: build from copies until loaded.
+
+        `parts` maps attribute names (e.g. `"stack"`) to private copies of
+        those parts; see `cellgraph._deferred.PendingBuild`.
+        """
+        self._deferred = _deferred.PendingBuild(parts)
 
     def _take_step_graph(self, graph: StepGraph):
         """Checks the step graph against the options and keeps it."""
@@ -285,7 +297,14 @@ class RecurrentModel(keras.layers.Layer):
         if pending is None:
             return
         graph = self._step_graph
-        graph = StepGraph.from_model(pending.resolve(), graph.layout, graph.multi_input)
+        if isinstance(pending, _deferred.PendingBuild):
+            if graph is None:  # not built yet: it will build from its own parts
+                self._deferred = None
+                return
+            graph = self.build_step_graph(pending.input_shape)
+        else:
+            model = pending.resolve()
+            graph = StepGraph.from_model(model, graph.layout, graph.multi_input)
         self._step_graph = graph
         self._keep_step_model(graph.model)
         self._deferred = None

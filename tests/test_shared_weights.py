@@ -115,6 +115,30 @@ def test_layer_in_a_nested_step_graph_and_the_outer_model_loads(tmp_path):
     assert len(loaded.weights) == 2
 
 
+def test_layer_in_a_recurrent_sequential_and_the_outer_model_loads(tmp_path):
+    dense = layers.Dense(3, name="tied")
+    stack = cg.RecurrentSequential(
+        layers=[cg.cells.GRUCell(3, input_dim=3), dense], return_sequences=True
+    )
+    x = keras.Input((5, 3))
+    model = keras.Model(x, dense(stack(x)))
+    loaded = round_trip(model, tmp_path)
+    tied = loaded.get_layer("tied")
+    assert loaded.layers[1].stack[1] is tied
+    assert loaded.layers[1].step_model.get_layer("tied") is tied
+    round_trip(loaded, tmp_path)  # and again
+
+
+def test_cell_in_a_recurrent_sequential_and_a_cell_layer_loads(tmp_path):
+    cell = cg.cells.GRUCell(3, input_dim=3, name="shared_gru")
+    stack = cg.RecurrentSequential(layers=[cell], return_sequences=True)
+    x = keras.Input((5, 3))
+    model = keras.Model(x, stack(cell.get_layer(return_sequences=True)(x)))
+    loaded = round_trip(model, tmp_path)
+    first, second = loaded.layers[1], loaded.layers[2]
+    assert second.cells[0] is first.step_model.get_layer("shared_gru")
+
+
 def test_step_graph_calling_a_functional_model_twice_loads(tmp_path):
     # Keras numbers a nested functional model's calls from 1 in a config's
     # outputs and from 0 in the calls' arguments; the replay follows both.
