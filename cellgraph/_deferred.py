@@ -42,22 +42,51 @@ class PendingStepModel:
         owner: name of the layer it belongs to, for error messages.
     """
 
-    def __init__(self, step_model: dict, owner: str = "?"):
+    def __init__(self, step_model: dict, owner: str = "?", preview: bool = True):
         self._config = step_model
         self._owner = owner
         # Copies first: Keras's deserialization consumes parts of a config.
         self._graph = _unshared(step_model["config"])
-        self.preview = _options.deserialize_part(_unshared(step_model), owner)
+        self.preview = None
+        if preview:
+            self.preview = _options.deserialize_part(_unshared(step_model), owner)
         entries = step_model["config"]["layers"]
-        self.layers = [keras.saving.deserialize_keras_object(e) for e in entries]
+        self._parts = [self._part(entry) for entry in entries]
         self._model = None
         self._lock = threading.Lock()
+
+    def _part(self, entry):
+        """A layer of the step model; a plain Keras sub-model stays pending too.
+
+        Keras would rebuild a functional sub-model's graph now, taking the
+        first call of a layer it shares with the outer model.
+        """
+        if entry.get("class_name") == "Functional" and str(
+            entry.get("module")
+        ).startswith("keras"):
+            return PendingStepModel(entry, self._owner, preview=False)
+        return keras.saving.deserialize_keras_object(entry)
+
+    @property
+    def layers(self) -> list:
+        """The layers that hold the weights (those of pending sub-models too)."""
+        found = []
+        for part in self._parts:
+            if isinstance(part, PendingStepModel):
+                found += part.layers
+            else:
+                found.append(part)
+        return found
 
     def resolve(self) -> keras.Model:
         """The step model over the shared layers (replayed on the first call)."""
         with self._lock:  # eager calls from two threads replay it once
             if self._model is None:
-                self._model = _replay(self._graph, self.layers, self._owner)
+                parts = [
+                    p.resolve() if isinstance(p, PendingStepModel) else p
+                    for p in self._parts
+                ]
+                self._model = _replay(self._graph, parts, self._owner)
                 self.preview = None
         return self._model
 

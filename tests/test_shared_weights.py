@@ -139,6 +139,42 @@ def test_cell_in_a_recurrent_sequential_and_a_cell_layer_loads(tmp_path):
     assert second.cells[0] is first.step_model.get_layer("shared_gru")
 
 
+def test_layer_in_a_keras_sub_model_of_the_step_graph_and_the_outer_model_loads(
+    tmp_path,
+):
+    dense = layers.Dense(3, name="tied")
+    a = keras.Input((3,))
+    inner = keras.Model(a, dense(a), name="inner")
+    rnn = graph_with(inner)
+    x = keras.Input((5, 3))
+    loaded = round_trip(keras.Model(x, dense(rnn(x))), tmp_path)
+    inner = loaded.layers[1].step_model.get_layer("inner")
+    assert inner.get_layer("tied") is loaded.get_layer("tied")
+    assert len(loaded.weights) == 2
+
+
+def test_keras_sub_model_in_the_step_graph_and_the_outer_model_ties_weights(
+    tmp_path,
+):
+    a = keras.Input((3,))
+    inner = keras.Model(a, layers.Dense(3, name="tied")(a), name="inner")
+    rnn = graph_with(inner)
+    x, x_0 = keras.Input((5, 3)), keras.Input((3,))
+    model = keras.Model([x, x_0], [rnn(x), inner(x_0)])
+    model.save(tmp_path / "sub.keras")
+    loaded = keras.models.load_model(tmp_path / "sub.keras", safe_mode=True)
+    data = [X, X[:, 0]]
+    for got, want in zip(
+        loaded.predict(data, verbose=0), model.predict(data, verbose=0)
+    ):
+        np.testing.assert_array_equal(got, want)
+    outer = loaded.get_layer("inner")
+    (sequence_layer,) = [la for la in loaded.layers if hasattr(la, "step_model")]
+    in_step = sequence_layer.step_model.get_layer("inner")
+    assert outer.get_layer("tied") is in_step.get_layer("tied")  # one Dense
+    assert len(loaded.weights) == 2
+
+
 def test_step_graph_calling_a_functional_model_twice_loads(tmp_path):
     # Keras numbers a nested functional model's calls from 1 in a config's
     # outputs and from 0 in the calls' arguments; the replay follows both.
