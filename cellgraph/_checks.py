@@ -18,6 +18,22 @@ def as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def describe(obj) -> str:
+    """A Keras object as its class and config, e.g. `L2(l2=0.01)`.
+
+    For messages: `repr` of a Keras object gives its module path and memory
+    address, which tell the user nothing.
+    """
+    try:
+        config = obj.get_config()
+    except (AttributeError, NotImplementedError, TypeError):
+        config = None
+    if not isinstance(config, dict):
+        return type(obj).__name__
+    items = ", ".join(f"{k}={v!r}" for k, v in config.items())
+    return f"{type(obj).__name__}({items})"
+
+
 def _shape(value) -> tuple:
     return tuple(value.shape)
 
@@ -28,6 +44,19 @@ def _same_batch(name: str, value, batch, layer_name: str):
         raise ValueError(
             f"Argument `{name}` of {layer_name} must have the inputs' batch size "
             f"{batch}. Received: shape={_shape(value)} (batch size {got})"
+        )
+
+
+def _count(argument: str, where: str, values, shapes, what: str = ""):
+    """Checks that `values` has one tensor per entry of `shapes`.
+
+    The message gives the expected shapes and the received ones.
+    """
+    if len(values) != len(shapes):
+        raise ValueError(
+            f"Argument `{argument}`{where} must be a list of {len(shapes)} "
+            f"tensors{what} with shapes {[(None, *s) for s in shapes]}. "
+            f"Received {len(values)}: {[_shape(v) for v in values]}"
         )
 
 
@@ -120,11 +149,7 @@ def call_arguments(
     _each_shape("initial_state", "", states, layer.state_shapes, batch, name)
 
     consts = as_list(constants)
-    if len(consts) != graph.layout.num_constants:
-        raise ValueError(
-            f"Argument `constants` of {name} must be a list of "
-            f"{graph.layout.num_constants} tensors. Received {len(consts)}."
-        )
+    _count("constants", f" of {name}", consts, graph.constant_shapes)
     _each_shape("constants", f" of {name}", consts, graph.constant_shapes, batch, name)
 
     output_shape = tuple(graph.output_shape)
@@ -195,18 +220,16 @@ def step_arguments(layer, xs, states, constants):
                 f"Argument `{label}` of {name} is one step, shape "
                 f"{(None, *shape)}. Received: shape={_shape(x)}"
             )
-    if states and len(states) != layer.num_states:
-        raise ValueError(
-            f"Argument `states` of {name} must be a list of {layer.num_states} "
-            f"tensors (one per state). Received {len(states)}."
-        )
+    if states:
+        _count("states", f" of {name}", states, layer.state_shapes, " (one per state)")
     _each_shape("states", f" of {name}", states, layer.state_shapes)
-    if len(constants) != graph.layout.num_constants:
-        raise ValueError(
-            f"Argument `constants` of {name} must be a list of "
-            f"{graph.layout.num_constants} tensors (the step graph's "
-            f"constants). Received {len(constants)}."
-        )
+    _count(
+        "constants",
+        f" of {name}",
+        constants,
+        graph.constant_shapes,
+        " (the step graph's constants)",
+    )
     _each_shape("constants", f" of {name}", constants, graph.constant_shapes)
 
 

@@ -146,30 +146,37 @@ class RNNCell(keras.layers.Layer):
         """
         if expected is None:
             expected = [tuple(t.shape[1:]) for t in self.model.inputs]
+        owner = self._owner_for_messages()
+        wanted = [(None, *want) for want in expected]
         if (
             not isinstance(input_shape, (list, tuple))
             or not input_shape
             or (not isinstance(input_shape[0], (list, tuple)))
         ):
             raise ValueError(
-                f"{self.name}: a cell is called on a list [x_t, *states_tm1] "
-                f"with {len(expected)} tensors. Received input shape: "
-                f"{input_shape}"
+                f"Argument `inputs` of {owner} must be a list [x_t, "
+                f"*states_tm1] of {len(expected)} tensors with shapes {wanted}. "
+                f"Received: input_shape={input_shape}"
             )
         if len(input_shape) != len(expected):
             raise ValueError(
-                f"{self.name}: expected a list of {len(expected)} tensors "
-                f"[x_t, *states_tm1] (the cell has {len(expected) - 1} states). "
-                f"Received {len(input_shape)} tensors with shapes "
-                f"{list(input_shape)}"
+                f"Argument `inputs` of {owner}: expected a list of "
+                f"{len(expected)} tensors [x_t, *states_tm1] (the cell has "
+                f"{len(expected) - 1} states) with shapes {wanted}. Received "
+                f"{len(input_shape)} tensors with shapes {list(input_shape)}"
             )
         for i, (want, got) in enumerate(zip(expected, input_shape)):
             what = "x_t" if i == 0 else f"state {i - 1}"
             if not step_graph.shapes_compatible(want, tuple(got)[1:]):
                 raise ValueError(
-                    f"{self.name}: {what} must have shape "
-                    f"{(None,) + tuple(want)}. Received: {tuple(got)}"
+                    f"Argument `inputs[{i}]` ({what}) of {owner} must have shape "
+                    f"{(None,) + tuple(want)}. Received: inputs[{i}].shape="
+                    f"{tuple(got)}"
                 )
+
+    def _owner_for_messages(self) -> str:
+        """How messages name this cell: its class and name."""
+        return f"{type(self).__name__} {self.name!r}"
 
     def call(self, inputs, training=None):
         return step_graph.call_step_model(self.model, inputs, training)
@@ -250,8 +257,15 @@ class _ModelCell(RNNCell):
                     f"{tuple(s_in.shape)}"
                 )
         kwargs.setdefault("input_dim", None)
+        if kwargs.get("name") is None:
+            # Keras would name the class `_ModelCell` "__model_cell"; name the
+            # cell after the user's model instead.
+            kwargs["name"] = _unique_name(f"{model.name}_cell")
         super().__init__(**kwargs)
         self.model = model
+
+    def _owner_for_messages(self) -> str:
+        return f"the cell {self.name!r} of RNNCell.from_model({self.model.name!r})"
 
     def get_config(self):
         config = super().get_config()
@@ -267,3 +281,9 @@ def _first_shape(input_shape):
     ):
         return input_shape[0]
     return input_shape
+
+
+def _unique_name(prefix: str) -> str:
+    """`prefix`, then `prefix_1`, `prefix_2`, ... as Keras names layers."""
+    uid = keras.backend.get_uid(prefix)
+    return prefix if uid == 1 else f"{prefix}_{uid - 1}"

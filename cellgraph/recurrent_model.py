@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph import _checks, _lean, _loop, _options, backend
+from cellgraph import _checks, _deferred, _lean, _loop, _options, backend
 from cellgraph.cell import RNNCell
 from cellgraph.step_graph import (
     GraphLayout,
@@ -147,6 +147,11 @@ class RecurrentModel(keras.layers.Layer):
         self._seed_generator = keras.random.SeedGenerator() if sampled else None
         self._step_graph = None
         self.step_model = None
+        # A step model read from a config: its layers are tracked now (the
+        # weights), its graph is replayed once loading is over (_deferred).
+        self._deferred = self.__dict__.pop("_given_pending", None)
+        if self._deferred is not None:
+            self._step_layers = list(self._deferred.layers)
         graph = self.__dict__.pop("_given_step_graph", None)
         if graph is None and (input is not None or output is not None):
             graph = StepGraph(
@@ -207,8 +212,13 @@ class RecurrentModel(keras.layers.Layer):
                 "RecurrentModel.from_step_graph() takes the roles from the "
                 f"graph. Received also: {given}"
             )
+        return cls._construct(graph, options)
+
+    @classmethod
+    def _construct(cls, graph, options, pending=None):
         layer = cls.__new__(cls, **options)
         layer.__dict__["_given_step_graph"] = graph
+        layer.__dict__["_given_pending"] = pending
         layer.__init__(**options)
         return layer
 
@@ -232,7 +242,19 @@ class RecurrentModel(keras.layers.Layer):
 
     def _ensure_step_graph(self, input_shape):
         if self._step_graph is None:
-            self._take_step_graph(self.build_step_graph(input_shape))
+            if isinstance(self._deferred, _deferred.PendingBuild):
+                graph = self._deferred.preview_graph(self, input_shape)
+            else:
+                graph = self.build_step_graph(input_shape)
+            self._take_step_graph(graph)
+
+    def _defer_build(self, parts: dict):
+        """For a builder read from a config: build from copies until loaded.
+
+        `parts` maps attribute names (e.g. `"stack"`) to private copies of
+        those parts; see `cellgraph._deferred.PendingBuild`.
+        """
+        self._deferred = _deferred.PendingBuild(parts)
 
     def _take_step_graph(self, graph: StepGraph):
         """Checks the step graph against the options and keeps it."""
@@ -250,7 +272,7 @@ class RecurrentModel(keras.layers.Layer):
                     "Regularize the sequence layer's output instead, e.g. "
                     "`keras.layers.ActivityRegularization` after the "
                     "RecurrentModel. Received: activity_regularizer="
-                    f"{layer.activity_regularizer!r}"
+                    f"{_checks.describe(layer.activity_regularizer)}"
                 )
         if keras.backend.backend() == "jax":
             _checks.probe_losses(self.name, graph)
@@ -259,7 +281,33 @@ class RecurrentModel(keras.layers.Layer):
             len(graph.initial_states)
         )
         self._step_graph = graph
-        self.step_model = graph.model
+        self._keep_step_model(graph.model)
+
+    def _keep_step_model(self, model):
+        if self._deferred is None:
+            self.step_model = model
+        else:
+            # Not tracked: the tracked `_step_layers` hold the weights, and
+            # the replayed model comes after `build()` has locked tracking.
+            object.__setattr__(self, "step_model", model)
+
+    def _finish_loading(self):
+        """Replays a step graph read from a config (see `cellgraph._deferred`)."""
+        pending = self._deferred
+        if pending is None:
+            return
+        graph = self._step_graph
+        if isinstance(pending, _deferred.PendingBuild):
+            if graph is None:  # not built yet: it will build from its own parts
+                self._deferred = None
+                return
+            graph = self.build_step_graph(pending.input_shape)
+        else:
+            model = pending.resolve()
+            graph = StepGraph.from_model(model, graph.layout, graph.multi_input)
+        self._step_graph = graph
+        self._keep_step_model(graph.model)
+        self._deferred = None
 
     def _expand_state_initializer(self, num_states) -> list:
         """One `state_initializer` entry per state (`None`: zeros)."""
@@ -444,6 +492,7 @@ class RecurrentModel(keras.layers.Layer):
         mask=None,
         training=None,
     ):
+        self._finish_loading()
         xs, states, consts = self._checked_arguments(
             inputs,
             initial_state,
@@ -555,6 +604,7 @@ class RecurrentModel(keras.layers.Layer):
         Returns:
             `(output, new_states)`.
         """
+        self._finish_loading()
         xs = [ops.convert_to_tensor(x) for x in self._as_list(inputs)]
         batch = ops.shape(xs[0])[0]
         if not self.built:
@@ -700,16 +750,16 @@ class RecurrentModel(keras.layers.Layer):
 
     def _sole_cell(self):
         """The cell, when the step graph is one built-in cell on `[x, *states]`."""
-        cache = self.__dict__.setdefault("_sole_cells", {})
-        key = id(self.step_model)
-        if key not in cache:
+
+        def find():
             cell = _options.sole_cell(
                 self.step_model,
                 {"config": self.step_model.get_config()},
                 self._step_graph.layout,
             )
-            cache[key] = cell if hasattr(cell, "native_kernel") else None
-        return cache[key]
+            return cell if hasattr(cell, "native_kernel") else None
+
+        return self._cached("_sole_cells", find)
 
     def _lean_executor(self):
         """The step graph's `LeanGraph`, or `None` for the model's own call.
@@ -721,20 +771,25 @@ class RecurrentModel(keras.layers.Layer):
         """
         if not backend.lean_steps():
             return None
+        return self._cached(
+            "_lean_graphs",
+            lambda: _lean.LeanGraph.compile(self.step_model, self.dtype_policy),
+        )
+
+    def _cached(self, name, make):
+        """`make()`, remembered per step model (the object) and dtype policy."""
+        cache = self.__dict__.setdefault(name, {})
         key = (id(self.step_model), self.dtype_policy.name)
-        cache = self.__dict__.setdefault("_lean_graphs", {})
-        if key not in cache:
-            cache[key] = _lean.LeanGraph.compile(self.step_model, self.dtype_policy)
-        return cache[key]
+        entry = cache.get(key)
+        if entry is None or entry[0] is not self.step_model:
+            entry = cache[key] = (self.step_model, make())
+        return entry[1]
 
     def _lean_hoist(self):
         """`(Hoist, loop LeanGraph)` for the step graph, or `None` (cached)."""
         graph = self._lean_executor()
-        key = (id(self.step_model), self.dtype_policy.name)
-        cache = self.__dict__.setdefault("_lean_hoists", {})
-        if key not in cache:
-            cache[key] = graph.hoist(self._step_graph.layout.num_inputs)
-        return cache[key]
+        num_inputs = self._step_graph.layout.num_inputs
+        return self._cached("_lean_hoists", lambda: graph.hoist(num_inputs))
 
     def summary(self, **kwargs):
         """Prints the step graph's layers (`step_model.summary(**kwargs)`).
@@ -742,6 +797,7 @@ class RecurrentModel(keras.layers.Layer):
         `model.summary()` of a model holding this layer shows it as one
         layer; this shows what runs inside one step.
         """
+        self._finish_loading()
         if self.step_model is None:
             raise ValueError(
                 f"{self.name} has no step graph yet: call it (or build it) once."
@@ -754,6 +810,7 @@ class RecurrentModel(keras.layers.Layer):
         The cell is called on `[*inputs, *states, *constants]`; with a
         readout, the previous output is an extra last state.
         """
+        self._finish_loading()
         if self._step_graph is None:
             raise ValueError(
                 f"{self.name}.get_cell() needs the step graph, which is built "
@@ -777,6 +834,9 @@ class RecurrentModel(keras.layers.Layer):
             store[self._SEED_KEY] = ops.convert_to_numpy(self._seed_generator.state)
 
     def load_own_variables(self, store):
+        # The outer graphs are rebuilt by now: the step graph can be replayed
+        # before Keras loads the step model's weights.
+        self._finish_loading()
         if self._SEED_KEY in store.keys():
             seed_state = store[self._SEED_KEY]
             if self._seed_generator is not None:
@@ -827,6 +887,7 @@ class RecurrentModel(keras.layers.Layer):
         }
 
     def get_config(self):
+        self._finish_loading()
         config = super().get_config()
         config.update(self._options_config())
         config.update(self._step_graph_config())
@@ -843,10 +904,12 @@ class RecurrentModel(keras.layers.Layer):
         )
         owner = config.get("name", cls.__name__)
         cell, specs = config.pop("cell", None), config.pop("step_inputs", None)
+        pending = None
         if "step_model" in config or cell is None:
-            model = _options.deserialize_part(
+            model = _deferred.load_step_model(
                 config.pop("step_model", None), owner, custom_objects
             )
+            pending, model = _deferred.split(model)
         else:
             cell = _options.deserialize_part(cell, owner, custom_objects)
             inputs = [
@@ -860,7 +923,7 @@ class RecurrentModel(keras.layers.Layer):
         config["state_initializer"] = _options.deserialize_initializers(
             config["state_initializer"]
         )
-        return cls.from_step_graph(graph, **config)
+        return cls._construct(graph, config, pending)
 
 
 def _call_shape(inputs):
@@ -900,7 +963,9 @@ class GraphCell(RNNCell):
 
     def __init__(self, step_model, layout=None, **kwargs):
         if isinstance(step_model, dict):
-            step_model = keras.saving.deserialize_keras_object(step_model)
+            owner = kwargs.get("name", type(self).__name__)
+            step_model = _deferred.load_step_model(step_model, owner)
+        pending, step_model = _deferred.split(step_model)
         counts = {
             key: kwargs.pop(key)
             for key in ("num_inputs", "num_states", "num_constants", "has_readout")
@@ -913,7 +978,12 @@ class GraphCell(RNNCell):
         graph = StepGraph.from_model(step_model, layout)
         kwargs.setdefault("input_dim", None)
         super().__init__(**kwargs)
-        self.model = step_model
+        self._deferred = pending
+        if pending is None:
+            self.model = step_model
+        else:  # as in RecurrentModel: weights tracked, graph replayed later
+            self._step_layers = list(pending.layers)
+            object.__setattr__(self, "model", step_model)
         self.layout = layout
         self._input_shapes = graph.input_shapes
         shapes = graph.state_shapes
@@ -942,8 +1012,10 @@ class GraphCell(RNNCell):
             for want, got in zip(expected, shapes)
         ):
             raise ValueError(
-                f"{self.name} is called on [*inputs, *states, *constants] with "
-                f"shapes {[(None, *s) for s in expected]}. Received: {shapes}"
+                f"Argument `inputs` of GraphCell {self.name!r} (one step of a "
+                "RecurrentModel) must be a list [*inputs, *states, *constants] "
+                f"with shapes {[(None, *s) for s in expected]}. Received: "
+                f"input_shape={shapes}"
             )
         self.built = True
 
@@ -957,7 +1029,17 @@ class GraphCell(RNNCell):
         readout = states.pop() if layout.has_readout else None
         return layout.join(inputs[:a], states, inputs[b:], readout)
 
+    def _finish_loading(self):
+        if self._deferred is not None:
+            object.__setattr__(self, "model", self._deferred.resolve())
+            self._deferred = None
+
+    def load_own_variables(self, store):
+        self._finish_loading()
+        super().load_own_variables(store)
+
     def call(self, inputs, training=None):
+        self._finish_loading()
         outputs = call_step_model(self.model, self._model_inputs(inputs), training)
         if self.layout.has_readout:
             outputs.append(outputs[0])
@@ -970,6 +1052,7 @@ class GraphCell(RNNCell):
         return outputs
 
     def get_config(self):
+        self._finish_loading()
         config = super().get_config()
         config["step_model"] = _options.serialize_shared(self.model)
         config.update(self.layout.get_config())

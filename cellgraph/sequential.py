@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cellgraph import _options
+from cellgraph import _deferred, _options
 from cellgraph.cell import RNNCell
 from cellgraph.recurrent_model import RecurrentModel
 from cellgraph.step_graph import StepGraph
@@ -284,11 +284,21 @@ class RecurrentSequential(RecurrentModel):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
+        owner = config.get("name", cls.__name__)
+        items = config["layers"]
+        copies = None
+        if _deferred.has_shared_ids(items):
+            # A layer of the stack may be shared with the outer model: until
+            # loading is over, the step graph is built from private copies
+            # (made first: deserializing consumes parts of a config).
+            copies = [
+                _options.deserialize_part(
+                    _deferred.unshared(item), owner, custom_objects
+                )
+                for item in items
+            ]
         config["layers"] = [
-            _options.deserialize_part(
-                item, config.get("name", cls.__name__), custom_objects
-            )
-            for item in config["layers"]
+            _options.deserialize_part(item, owner, custom_objects) for item in items
         ]
         config["readout_activation"] = keras.activations.deserialize(
             config["readout_activation"]
@@ -296,4 +306,7 @@ class RecurrentSequential(RecurrentModel):
         config["state_initializer"] = _options.deserialize_initializers(
             config["state_initializer"]
         )
-        return cls(**config)
+        layer = cls(**config)
+        if copies is not None:
+            layer._defer_build({"stack": copies})
+        return layer

@@ -109,6 +109,11 @@ def cell_from_model():
     return cg.RNNCell.from_model(keras.Model([x, h], [h_new, h_new]))
 
 
+def rnn_cell():
+    """The `get_cell()` of the plain step graph's layer."""
+    return rnn().get_cell()
+
+
 def noisy_rnn():
     x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
     h_t = layers.Dense(4, activity_regularizer="l2", name="noisy")(
@@ -274,7 +279,7 @@ STEP_GRAPH = [
         noisy_rnn,
         ValueError,
         r"layer 'noisy' \(Dense\) in the step graph has an activity regularizer.*"
-        r"Received: activity_regularizer=<\S+L2 object",
+        r"Received: activity_regularizer=L2\(l2=0\.01\)$",
     ),
     (
         "activity-regularizer-of-cell",
@@ -283,7 +288,7 @@ STEP_GRAPH = [
         ).get_layer(),
         ValueError,
         r"layer 'lstm_cell\w*' \(LSTMCell\) in the step graph has an activity "
-        r"regularizer.*Received: activity_regularizer=<\S+L2 object",
+        r"regularizer.*Received: activity_regularizer=L2\(l2=0\.01\)$",
     ),
 ]
 
@@ -414,7 +419,15 @@ CALL = [
         "constants-missing",
         call(readout_rnn, X),
         ValueError,
-        r"`constants` of \w+ must be a list of 1 tensors\. Received 0\.",
+        r"`constants` of \w+ must be a list of 1 tensors with shapes "
+        r"\[\(None, 5, 4\)\]\. Received 0: \[\]",
+    ),
+    (
+        "constants-count",
+        call(readout_rnn, X, constants=[DATA, f32(2, 3)]),
+        ValueError,
+        r"`constants` of \w+ must be a list of 1 tensors with shapes "
+        r"\[\(None, 5, 4\)\]\. Received 2: \[\(2, 5, 4\), \(2, 3\)\]",
     ),
     (
         "constants-batch-size",
@@ -529,14 +542,15 @@ CALL = [
         "step-state-count",
         step(X[:, 0], states=[f32(2, 4), f32(2, 4)], constants=[DATA]),
         ValueError,
-        r"`states` of \w+\.step\(\) must be a list of 1 tensors \(one per state\)\. "
-        r"Received 2\.",
+        r"`states` of \w+\.step\(\) must be a list of 1 tensors \(one per state\) "
+        r"with shapes \[\(None, 4\)\]\. Received 2: \[\(2, 4\), \(2, 4\)\]",
     ),
     (
         "step-without-constants",
         step(X[:, 0]),
         ValueError,
-        r"`constants` of \w+\.step\(\) must be a list of 1 tensors .*Received 0\.",
+        r"`constants` of \w+\.step\(\) must be a list of 1 tensors \(the step "
+        r"graph's constants\) with shapes \[\(None, 5, 4\)\]\. Received 0: \[\]",
     ),
     (
         "bidirectional-of-a-lambda",
@@ -569,15 +583,36 @@ CELLS = [
             [keras.Input((3,)), keras.Input((4,)), keras.Input((4,))]
         ),
         ValueError,
-        r"expected a list of 2 tensors \[x_t, \*states_tm1\] \(the cell has 1 "
-        r"states\)\. Received 3 tensors with shapes "
+        r"Argument `inputs` of the cell 'functional\w*_cell\w*' of "
+        r"RNNCell\.from_model\('functional\w*'\): expected a list of 2 tensors "
+        r"\[x_t, \*states_tm1\] \(the cell has 1 states\) with shapes "
+        r"\[\(None, 3\), \(None, 4\)\]\. Received 3 tensors with shapes "
         r"\[\(None, 3\), \(None, 4\), \(None, 4\)\]",
     ),
     (
         "cell-state-shape",
         lambda: cell_from_model()([keras.Input((3,)), keras.Input((5,))]),
         ValueError,
-        r"state 0 must have shape \(None, 4\)\. Received: \(None, 5\)",
+        r"Argument `inputs\[1\]` \(state 0\) of the cell 'functional\w*_cell\w*' of "
+        r"RNNCell\.from_model\('functional\w*'\) must have shape \(None, 4\)\. "
+        r"Received: inputs\[1\]\.shape=\(None, 5\)",
+    ),
+    (
+        "cell-called-on-one-tensor",
+        lambda: cg.cells.GRUCell(4)(keras.Input((3,))),
+        ValueError,
+        r"Argument `inputs` of GRUCell 'gru_cell\w*' must be a list \[x_t, "
+        r"\*states_tm1\] of 2 tensors with shapes \[\(None, 3\), \(None, 4\)\]\. "
+        r"Received: input_shape=\(None, 3\)",
+    ),
+    (
+        "graph-cell-state-shape",
+        lambda: rnn_cell()([keras.Input((3,)), keras.Input((5,))]),
+        ValueError,
+        r"Argument `inputs` of GraphCell 'graph_cell\w*' \(one step of a "
+        r"RecurrentModel\) must be a list \[\*inputs, \*states, \*constants\] with "
+        r"shapes \[\(None, 3\), \(None, 4\)\]\. Received: "
+        r"input_shape=\[\(None, 3\), \(None, 5\)\]",
     ),
     (
         "get-layer-needs-input-dim",
