@@ -1,9 +1,13 @@
 """The benchmarks run end to end (`run.py --quick`) and report sane rows."""
 
+import contextlib
 import importlib.util
+import io
 import json
 import math
 from pathlib import Path
+
+import pytest
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
@@ -19,9 +23,23 @@ def finite_positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
-    out = tmp_path / "results.json"
-    results = load_run().main(["--quick", "--json", str(out)])
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One `run.py --quick` for the module: (results, printed table, JSON file).
+
+    Its backends section is the same `backends.run(quick=True)` that
+    `--only backends` runs, so the two tests below read one run (each run
+    starts a worker process per backend).
+    """
+    out = tmp_path_factory.mktemp("benchmarks") / "results.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        results = load_run().main(["--quick", "--json", str(out)])
+    return results, printed.getvalue(), out
+
+
+def test_quick_run_reports_finite_positive_medians_and_ratios(quick_run):
+    results, table, out = quick_run
 
     rows = results["rows"]
     sections = {"lstm", "superloop", "build", "memory", "backends", "torch"}
@@ -86,7 +104,6 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
     assert all(r["ratio"] == 1.0 for r in anchors if r["section"] == "lstm")
 
     assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
-    table = capsys.readouterr().out
     assert "| cellgraph LSTMCell | train step |" in table
     assert "### memory" in table
 
@@ -94,11 +111,44 @@ def test_quick_run_reports_finite_positive_medians_and_ratios(tmp_path, capsys):
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def test_backends_section_reports_every_installed_backend(capsys):
-    results = load_run().main(["--quick", "--only", "backends"])
+def test_only_runs_the_sections_named(monkeypatch, capsys):
+    # `--only` picks sections: only their `run` is called, only their rows
+    # come back (the sections themselves are stood in for: the quick run
+    # above runs them all).
+    from benchmarks import backends, build_time, common, lstm, memory, superloop_shape
 
-    rows = results["rows"]
-    assert rows and {r["section"] for r in rows} == {"backends"}
+    calls = []
+
+    def fake(section):
+        def run(quick=False, log=print):
+            calls.append((section, quick))
+            return [common.row(section, "c", f"{section} contender", "m", "s", [1.0])]
+
+        return run
+
+    for module, section in [
+        (lstm, "lstm"),
+        (backends, "backends"),
+        (superloop_shape, "superloop"),
+        (build_time, "build"),
+        (memory, "memory"),
+    ]:
+        monkeypatch.setattr(module, "run", fake(section))
+    results = load_run().main(["--quick", "--only", "backends"])
+    assert calls == [("backends", True)]
+    assert [r["contender"] for r in results["rows"]] == ["backends contender"]
+    assert "### backends" in capsys.readouterr().out
+    calls.clear()
+    results = load_run().main(["--only", "build", "lstm"])
+    assert calls == [("build", False), ("lstm", False)]
+    assert {r["section"] for r in results["rows"]} == {"build", "lstm"}
+
+
+def test_backends_section_reports_every_installed_backend(quick_run):
+    results, table, _ = quick_run
+
+    rows = [r for r in results["rows"] if r["section"] == "backends"]
+    assert rows
     installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
     for r in rows:
         backend = r["contender"].split(" ", 1)[0]
@@ -130,7 +180,6 @@ def test_backends_section_reports_every_installed_backend(capsys):
         if r["contender"] == "tensorflow keras.layers.LSTM [tf.function]"
     ]
     assert anchors and all(r["ratio"] == 1.0 for r in anchors)
-    table = capsys.readouterr().out
     assert "| tensorflow cellgraph LSTMCell [tf.function] | train step |" in table
 
 

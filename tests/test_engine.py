@@ -1,5 +1,6 @@
 """The engine's contract: per-call plans, dtypes, combined masks, builder hook."""
 
+import functools
 import threading
 
 import keras
@@ -188,21 +189,31 @@ def _zoo():
     return MODELS
 
 
+@functools.cache
+def _float32_reference(name):
+    """A zoo model's float32 weights, batch and predictions (NumPy arrays).
+
+    Both policies compare with the same float32 run, so it is built and
+    predicted once per model.
+    """
+    keras.utils.set_random_seed(1)
+    reference, shapes = _zoo()[name]()
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=s).astype("float32") for s in shapes]
+    data = data if len(data) > 1 else data[0]
+    return reference.get_weights(), data, reference.predict(data, verbose=0)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 @pytest.mark.parametrize("name", sorted(_zoo()))
 def test_every_public_layer_under_mixed_precision(name, policy):
     build = _zoo()[name]
-    keras.utils.set_random_seed(1)
-    reference, shapes = build()
-    rng = np.random.default_rng(0)
-    data = [rng.normal(size=s).astype("float32") for s in shapes]
-    data = data if len(data) > 1 else data[0]
-    want = reference.predict(data, verbose=0)
+    weights, data, want = _float32_reference(name)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
         model, _ = build()
-        model.set_weights(reference.get_weights())
+        model.set_weights(weights)
         got = model.predict(data, verbose=0)
         compute = keras.config.dtype_policy().compute_dtype
     finally:

@@ -116,7 +116,9 @@ def loss_and_gradients(model, x, mask, weights):
             outputs, _ = model.stateless_call(trainable, non_trainable, [xj, mask])
             return loss(outputs)
 
-        vg, xg = jax.grad(f, argnums=(0, 1))([v.value for v in variables], x)
+        # one jitted gradient: compiled whole, not op by op
+        grad = jax.jit(jax.grad(f, argnums=(0, 1)))
+        vg, xg = grad([v.value for v in variables], x)
         grads = [*vg, xg]
     elif backend == "torch":
         import torch

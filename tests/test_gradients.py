@@ -72,13 +72,18 @@ def check_gradients(layer, x, rng, samples=6, eps=1e-6, rtol=1e-5, atol=1e-7):
         tape.watch(x)
         value = loss()
     grads = tape.gradient(value, [x, *weights])
+    # The same loss as one graph (traced once, reading the variables at each
+    # call) for the many perturbed evaluations: eager calls cost ~20x more.
+    graph_loss = tf.function(loss)
+    np.testing.assert_allclose(float(graph_loss(x)), float(value), rtol=1e-12)
+    loss = graph_loss
     for variable, grad in zip([None, *weights], grads):
         assert grad is not None, f"no gradient for {variable}"
         base = np.asarray(x if variable is None else variable)
         for index in rng.choice(base.size, size=min(samples, base.size), replace=False):
             if variable is None:
-                plus = float(loss(perturbed(base, index, eps)))
-                minus = float(loss(perturbed(base, index, -eps)))
+                plus = float(loss(tf.constant(perturbed(base, index, eps))))
+                minus = float(loss(tf.constant(perturbed(base, index, -eps))))
             else:
                 variable.assign(perturbed(base, index, eps))
                 plus = float(loss())

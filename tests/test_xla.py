@@ -69,13 +69,14 @@ CASES = {
 def test_xla_trains_and_predicts_like_the_graph(name):
     model, shapes = CASES[name]()
     x = batch(shapes, name)
-    y = np.random.default_rng(1).normal(size=model.predict(x, verbose=0).shape)
     initial = model.get_weights()
-    runs = {}
+    runs, y = {}, None
     for jit in (False, True):
         model.set_weights(initial)
         model.compile(keras.optimizers.SGD(0.05), "mse", jit_compile=jit)
         assert model.jit_compile is jit  # Keras turns XLA off for unfit layers
+        if y is None:  # (one predict function, traced once, for this and the last)
+            y = np.random.default_rng(1).normal(size=model.predict(x, verbose=0).shape)
         losses = [float(model.train_on_batch(x, y)) for _ in range(2)]
         runs[jit] = losses, model.get_weights(), model.predict(x, verbose=0)
     plain_losses, plain_weights, plain_out = runs[False]
