@@ -38,6 +38,19 @@ def _apply(fn, x):
     return x if fn is None else fn(x)
 
 
+def _affine(x, kernel, bias=None):
+    """`x @ kernel + bias` as Keras computes it (`ops.matmul`, then `ops.add`).
+
+    For a matrix `x` PyTorch's `addmm` does both in one call; it rounds the
+    product and then adds, as the two calls do (equal bit for bit here).
+    """
+    if bias is None:
+        return torch.matmul(x, kernel)
+    if x.dim() == 2:
+        return torch.addmm(bias, x, kernel)
+    return torch.add(torch.matmul(x, kernel), bias)
+
+
 def _same_tensors(values) -> bool:
     first = values[0]
     return (
@@ -84,10 +97,8 @@ def _dense(layer):
     activation = _activation(layer.activation)
 
     def call(inputs, training=None):
-        x = torch.matmul(inputs, layer.kernel.value)
-        if layer.bias is not None:
-            x = torch.add(x, layer.bias.value)
-        return _apply(activation, x)
+        bias = layer.bias.value if layer.bias is not None else None
+        return _apply(activation, _affine(inputs, layer.kernel.value, bias))
 
     return call
 
@@ -198,19 +209,20 @@ def _cell(step):
     return make
 
 
+def _bias(cell):
+    return cell.bias.value if cell.bias is not None else None
+
+
 def _simple_rnn_step(cell, x, states):
-    h = torch.matmul(x, cell.kernel.value)
-    if cell.bias is not None:
-        h = torch.add(h, cell.bias.value)
-    h = h + torch.matmul(states[0], cell.recurrent_kernel.value)
+    h = _affine(x, cell.kernel.value, _bias(cell))
+    h = _affine(states[0], cell.recurrent_kernel.value, h)
     h = _apply(_activation(cell.activation), h)
     return [h, h]
 
 
 def _lstm_step(cell, x, states):
     h_tm1, c_tm1 = states
-    z = torch.matmul(x, cell.kernel.value)
-    z = torch.add(z, torch.matmul(h_tm1, cell.recurrent_kernel.value))
+    z = _affine(h_tm1, cell.recurrent_kernel.value, torch.matmul(x, cell.kernel.value))
     if cell.bias is not None:
         z = torch.add(z, cell.bias.value)
     gate, act = _activation(cell.recurrent_activation), _activation(cell.activation)
@@ -228,14 +240,12 @@ def _gru_step(cell, x, states):
     if not cell.reset_after:
         return cell.call([x, h_tm1])
     gate, act = _activation(cell.recurrent_activation), _activation(cell.activation)
-    bias = cell.bias.value if cell.bias is not None else None
-    matrix_x = torch.matmul(x, cell.kernel.value)
-    if bias is not None:
-        matrix_x = torch.add(matrix_x, bias[0])
+    bias = _bias(cell)
+    matrix_x = _affine(x, cell.kernel.value, None if bias is None else bias[0])
     x_z, x_r, x_h = torch.split(matrix_x, matrix_x.shape[-1] // 3, dim=-1)
-    matrix_h = torch.matmul(h_tm1, cell.recurrent_kernel.value)
-    if bias is not None:
-        matrix_h = torch.add(matrix_h, bias[1])
+    matrix_h = _affine(
+        h_tm1, cell.recurrent_kernel.value, None if bias is None else bias[1]
+    )
     h_z, h_r, h_h = torch.split(matrix_h, matrix_h.shape[-1] // 3, dim=-1)
     z = _apply(gate, x_z + h_z)
     r = _apply(gate, x_r + h_r)
@@ -246,13 +256,11 @@ def _gru_step(cell, x, states):
 
 def _sgu_step(cell, x, states):
     (h_tm1,) = states
-    z = torch.matmul(x, cell.kernel.value)
-    if cell.bias is not None:
-        z = torch.add(z, cell.bias.value)
+    z = _affine(x, cell.kernel.value, _bias(cell))
     z_f, z_c = torch.split(z, z.shape[-1] // 2, dim=-1)
     f = _apply(
         _activation(cell.gate_activation),
-        z_f + torch.matmul(h_tm1, cell.recurrent_kernel.value),
+        _affine(h_tm1, cell.recurrent_kernel.value, z_f),
     )
     out = f * h_tm1 + (1.0 - f) * _apply(_activation(cell.activation), z_c)
     return [out, out]
