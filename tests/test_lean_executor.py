@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from _autodiff import layer_gradients
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from keras import layers, ops
-from test_properties import random_graph, state_shapes
+from test_properties import graph_arguments, random_graph
 from test_safe_loading import MODELS
 
 import cellgraph as cg
@@ -120,14 +119,7 @@ def test_every_public_layer_agrees_on_the_lean_path(executor, name, training):
         HealthCheck.function_scoped_fixture,  # it only sets the flag
     ],
 )
-@given(
-    features=st.integers(1, 4),
-    units=st.integers(1, 6),
-    shapes=state_shapes,
-    time=st.integers(1, 12),
-    backwards=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(**graph_arguments(max_time=12))
 def test_random_step_graphs_agree_on_the_lean_path(
     monkeypatch, features, units, shapes, time, backwards, seed
 ):

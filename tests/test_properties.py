@@ -55,14 +55,19 @@ def manual(step_model, x, mask, shapes, backwards):
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(
-    features=st.integers(1, 4),
-    units=st.integers(1, 6),
-    shapes=state_shapes,
-    time=st.integers(1, 20),
-    backwards=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+def graph_arguments(max_time):
+    """The hypothesis strategies of `random_graph` and its call (a dict)."""
+    return dict(
+        features=st.integers(1, 4),
+        units=st.integers(1, 6),
+        shapes=state_shapes,
+        time=st.integers(1, max_time),
+        backwards=st.booleans(),
+        seed=st.integers(0, 2**16),
+    )
+
+
+@given(**graph_arguments(max_time=20))
 def test_sequence_layer_equals_loop_of_step_model(
     features, units, shapes, time, backwards, seed
 ):
