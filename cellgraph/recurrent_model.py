@@ -493,6 +493,19 @@ class RecurrentModel(keras.layers.Layer):
         training=None,
     ):
         self._finish_loading()
+        first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        if backend.is_shape_probe(first):  # PyTorch infers shapes on meta tensors
+            return backend.shape_probes(
+                self.compute_output_spec(
+                    inputs,
+                    initial_state,
+                    initial_readout,
+                    ground_truth,
+                    constants,
+                    mask,
+                    training,
+                )
+            )
         xs, states, consts = self._checked_arguments(
             inputs,
             initial_state,

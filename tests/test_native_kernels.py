@@ -201,3 +201,19 @@ def test_what_the_kernel_cannot_run_keeps_the_loop(monkeypatch, spy, rng, case):
         outputs[fused] = keras.ops.convert_to_numpy(layer(x, **kwargs))
     assert spy == []
     np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-6)
+
+
+@pytest.mark.skipif(not ON_TORCH, reason="PyTorch's meta tensors")
+def test_shape_probe_on_meta_tensors_answers_from_the_output_spec(spy):
+    import torch
+
+    layer = cg.cells.LSTMCell(4, input_dim=3).get_layer(
+        return_sequences=True, return_state=True
+    )
+    x = np.zeros((2, 5, 3), "float32")
+    expected = [tuple(o.shape) for o in layer(x)]
+    spy.clear()
+    probes = layer(torch.empty((2, 5, 3), device="meta"))
+    assert [tuple(p.shape) for p in probes] == expected == [(2, 5, 4), (2, 4), (2, 4)]
+    assert all(p.is_meta for p in probes)
+    assert spy == []  # no kernel (or loop) ran on values that do not exist

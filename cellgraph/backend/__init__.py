@@ -111,6 +111,29 @@ def native_rnn(kind: str, x, states, weights, has_biases: bool):
 OWN_LOOP_ON_TORCH = True
 
 
+def is_shape_probe(x) -> bool:
+    """Whether `x` is a tensor without values that Keras runs a call on to learn shapes.
+
+    Keras's PyTorch backend infers output shapes (e.g. when `fit` first
+    builds a model) by running the call on "meta" tensors; every op of every
+    step then goes through PyTorch's reference decompositions (2-3 s for an
+    LSTM over 100 steps). The layer can answer from its output spec instead.
+    """
+    return keras.backend.backend() == "torch" and bool(getattr(x, "is_meta", False))
+
+
+def shape_probes(specs):
+    """Meta tensors (no values) of the shapes and dtypes of `specs`."""
+    import torch
+
+    def make(spec):
+        return torch.empty(
+            tuple(spec.shape), dtype=getattr(torch, spec.dtype), device="meta"
+        )
+
+    return [make(s) for s in specs] if isinstance(specs, list) else make(specs)
+
+
 def own_loop() -> bool:
     """Whether the loop over time is cellgraph's (`torch_kernels.loop`)."""
     return keras.backend.backend() == "torch" and OWN_LOOP_ON_TORCH
