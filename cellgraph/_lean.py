@@ -127,7 +127,7 @@ class LeanGraph:
         hoisted = []
         for node in self._nodes:
             sources = node.sources()
-            if node.lean and _per_example(node.op) and sources <= varying:
+            if node.lean and _per_example(node.op) and sources and sources <= varying:
                 hoisted.append(node)
                 varying.update(target for _, target in node.outputs)
         if not any(type(node.op).__name__ in _PROJECTIONS for node in hoisted):
