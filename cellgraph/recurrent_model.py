@@ -493,20 +493,7 @@ class RecurrentModel(keras.layers.Layer):
         training=None,
     ):
         self._finish_loading()
-        first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        if backend.is_shape_probe(first):  # PyTorch infers shapes on meta tensors
-            return backend.shape_probes(
-                self.compute_output_spec(
-                    inputs,
-                    initial_state,
-                    initial_readout,
-                    ground_truth,
-                    constants,
-                    mask,
-                    training,
-                )
-            )
-        xs, states, consts = self._checked_arguments(
+        arguments = (
             inputs,
             initial_state,
             initial_readout,
@@ -515,6 +502,10 @@ class RecurrentModel(keras.layers.Layer):
             mask,
             training,
         )
+        first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        if backend.is_shape_probe(first):  # PyTorch infers shapes on meta tensors
+            return backend.shape_probes(self.compute_output_spec(*arguments))
+        xs, states, consts = self._checked_arguments(*arguments)
         if self.stateful and self._state_variables and xs[0].shape[0] is None:
             expected = self._state_variables[0].shape[0]
             xs[0] = backend.check_batch_size(
