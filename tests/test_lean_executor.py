@@ -15,7 +15,7 @@ import pytest
 from _autodiff import layer_gradients
 from hypothesis import HealthCheck, given, settings
 from keras import layers, ops
-from test_properties import graph_arguments, random_graph
+from test_properties import graph_arguments, random_case
 from test_safe_loading import MODELS
 
 import cellgraph as cg
@@ -123,15 +123,7 @@ def test_every_public_layer_agrees_on_the_lean_path(executor, name, training):
 def test_random_step_graphs_agree_on_the_lean_path(
     monkeypatch, features, units, shapes, time, backwards, seed
 ):
-    rng = np.random.default_rng(seed)
-    rnn = cg.RecurrentModel(
-        **random_graph(features, units, shapes),
-        return_sequences=True,
-        return_state=True,
-        go_backwards=backwards,
-    )
-    x = rng.normal(size=(3, time, features)).astype("float32") * 3
-    mask = rng.random((3, time)) > 0.3
+    rnn, x, mask = random_case(features, units, shapes, time, backwards, seed)
     results = {}
     for name in ("generic", "lean"):  # with Keras's loop, then cellgraph's
         monkeypatch.setattr(cg.backend, "STEP_EXECUTOR", name)

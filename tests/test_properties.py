@@ -50,11 +50,20 @@ def manual(step_model, x, mask, shapes, backwards):
     return np.stack(outputs, 1), states
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+def random_case(features, units, shapes, time, backwards, seed):
+    """A `random_graph` layer (every step, and its states) and a masked batch."""
+    rng = np.random.default_rng(seed)
+    rnn = cg.RecurrentModel(
+        **random_graph(features, units, shapes),
+        return_sequences=True,
+        return_state=True,
+        go_backwards=backwards,
+    )
+    x = rng.normal(size=(3, time, features)).astype("float32") * 3
+    mask = rng.random((3, time)) > 0.3
+    return rnn, x, mask
+
+
 def graph_arguments(max_time):
     """The hypothesis strategies of `random_graph` and its call (a dict)."""
     return dict(
@@ -67,19 +76,16 @@ def graph_arguments(max_time):
     )
 
 
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(**graph_arguments(max_time=20))
 def test_sequence_layer_equals_loop_of_step_model(
     features, units, shapes, time, backwards, seed
 ):
-    rng = np.random.default_rng(seed)
-    rnn = cg.RecurrentModel(
-        **random_graph(features, units, shapes),
-        return_sequences=True,
-        return_state=True,
-        go_backwards=backwards,
-    )
-    x = rng.normal(size=(3, time, features)).astype("float32") * 3
-    mask = rng.random((3, time)) > 0.3
+    rnn, x, mask = random_case(features, units, shapes, time, backwards, seed)
     y, *states = rnn(x, mask=mask)
     y_ref, states_ref = manual(rnn.step_model, x, mask, shapes, backwards)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
