@@ -13,9 +13,13 @@ n). The loss covers every step.
 The memory model is the step graph below: an LSTM controller reads
 `[x_t, read_tm1]`, drives a `Stack` (push value, push and pop strengths),
 and the step output reads the controller and this step's read (the top of
-the stack after this step's push or pop). The stack's buffer shifts by one
-slot per step, so its capacity counts steps: 40 in training, 120 in a copy
-of the model for the test (capacity holds no weights). The baseline is an
+the stack after this step's push or pop). By default (`--round train`,
+chosen on the validation split) the stack rounds its push and pop strengths
+to 0 or 1, in training with a straight-through gradient
+(`Stack(round_strengths=True)`); `--round none` is the plain continuous
+stack. The stack's buffer shifts by one slot per step, so its capacity
+counts steps: 40 in training, 120 in a copy of the model for the test
+(capacity holds no weights). The baseline is an
 LSTM with at least as many weights, trained on the same data in the same
 run. The validation split holds fresh strings at the training lengths,
 which, as there is one string per n, are the training strings themselves:
@@ -53,6 +57,7 @@ def build_stack_model(
     actions: str = "sigmoid",
     push_value: str = "controller",
     noise: float = 0.0,
+    controller: str = "lstm",
 ) -> keras.Model:
     """The LSTM controller + `Stack` model, not compiled.
 
@@ -66,7 +71,9 @@ def build_stack_model(
     `push_value="controller"`: the stack's own projection of `h_t` gives
     the pushed value and the strengths; `"input"`: the value is a function
     of `x_t` only, the strengths of `h_t` (`memory_common.stack_control`),
-    with Gaussian `noise` on their logits in training.
+    with Gaussian `noise` on their logits in training. `controller="dense"`:
+    the controller is `Dense(units, tanh)` of `[x_t, read_tm1]`, with no
+    state of its own, so that the stack is the model's only memory.
     """
     kernel = keras.initializers.VarianceScaling(
         init_scale, mode="fan_avg", distribution="uniform"
@@ -83,13 +90,20 @@ def build_stack_model(
     )
     x_t = keras.Input((2,), name="x_t")
     read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
-    h_tm1 = keras.Input((units,), name="h_tm1")
-    c_tm1 = keras.Input((units,), name="c_tm1")
     stack_tm1 = stack.initial_state_inputs()
     controller_in = keras.layers.Concatenate()([x_t, read_tm1])
-    h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
-        [controller_in, h_tm1, c_tm1]
-    )
+    if controller == "dense":
+        h_t = keras.layers.Dense(units, activation="tanh", name="controller")(
+            controller_in
+        )
+        own_tm1, own_t = [], []
+    else:
+        h_tm1 = keras.Input((units,), name="h_tm1")
+        c_tm1 = keras.Input((units,), name="c_tm1")
+        h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
+            [controller_in, h_tm1, c_tm1]
+        )
+        own_tm1, own_t = [h_tm1, c_tm1], [h_t, c_t]
     control = common.stack_control(width, x_t, h_t, actions, noise) if by_input else h_t
     read_t, *stack_t = stack([control, *stack_tm1])
     features = [x_t, read_t] if readout == "read" else [h_t, read_t]
@@ -99,9 +113,9 @@ def build_stack_model(
     rnn = cg.RecurrentModel(
         input=x_t,
         output=y_t,
-        initial_states=[read_tm1, h_tm1, c_tm1, *stack_tm1],
-        final_states=[read_t, h_t, c_t, *stack_t],
-        state_initializer=[None, None, None, *stack.state_initializers()],
+        initial_states=[read_tm1, *own_tm1, *stack_tm1],
+        final_states=[read_t, *own_t, *stack_t],
+        state_initializer=[None] * (1 + len(own_tm1)) + stack.state_initializers(),
         return_sequences=True,
         name="stack_rnn",
     )
@@ -192,6 +206,13 @@ def score(outputs, data) -> dict:
 
 def add_arguments(parser) -> None:
     parser.add_argument(
+        "--controller",
+        choices=("lstm", "dense"),
+        default="lstm",
+        help="the controller: an LSTM, or a stateless Dense layer (the stack "
+        "is then the only memory)",
+    )
+    parser.add_argument(
         "--noise",
         type=float,
         default=0.0,
@@ -222,7 +243,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--round",
         choices=("none", "test", "train"),
-        default="none",
+        default="train",  # chosen on the validation split (docs/memory_tasks.md)
         help="round the stack's push/pop strengths to 0/1: never; in the "
         "validation and test copies only; also in training (straight through)",
     )
@@ -257,6 +278,7 @@ def main(argv=None) -> dict:
         "actions": args.actions,
         "push_value": args.push_value,
         "noise": args.noise,
+        "controller": args.controller,
     }
     train_round, test_round = args.round == "train", args.round != "none"
     stack = build_stack_model(*sizes, 2 * high, **options, round_strengths=train_round)
@@ -295,6 +317,7 @@ def main(argv=None) -> dict:
         "push_value": args.push_value,
         "anneal": args.anneal,
         "noise": args.noise,
+        "controller": args.controller,
         "config": common.run_config(cfg),
     }
     results.update(

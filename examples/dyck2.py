@@ -55,6 +55,7 @@ def build_stack_model(
     actions: str = "sigmoid",
     push_value: str = "controller",
     noise: float = 0.0,
+    controller: str = "lstm",
 ) -> keras.Model:
     """The LSTM controller + `Stack` model, not compiled.
 
@@ -66,7 +67,9 @@ def build_stack_model(
     `push_value="controller"`: the stack's own projection of `h_t` gives
     the pushed value and the strengths; `"input"`: the value is a function
     of `x_t` only, the strengths of `h_t` (`memory_common.stack_control`),
-    with Gaussian `noise` on their logits in training.
+    with Gaussian `noise` on their logits in training. `controller="dense"`:
+    the controller is `Dense(units, tanh)` of `[x_t, read_tm1]`, with no
+    state of its own, so that the stack is the model's only memory.
     """
     by_input = push_value == "input"
     stack = Stack(
@@ -79,13 +82,20 @@ def build_stack_model(
     )
     x_t = keras.Input((len(TOKENS),), name="x_t")
     read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
-    h_tm1 = keras.Input((units,), name="h_tm1")
-    c_tm1 = keras.Input((units,), name="c_tm1")
     stack_tm1 = stack.initial_state_inputs()
     controller_in = keras.layers.Concatenate()([x_t, read_tm1])
-    h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
-        [controller_in, h_tm1, c_tm1]
-    )
+    if controller == "dense":
+        h_t = keras.layers.Dense(units, activation="tanh", name="controller")(
+            controller_in
+        )
+        own_tm1, own_t = [], []
+    else:
+        h_tm1 = keras.Input((units,), name="h_tm1")
+        c_tm1 = keras.Input((units,), name="c_tm1")
+        h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
+            [controller_in, h_tm1, c_tm1]
+        )
+        own_tm1, own_t = [h_tm1, c_tm1], [h_t, c_t]
     control = common.stack_control(width, x_t, h_t, actions, noise) if by_input else h_t
     read_t, *stack_t = stack([control, *stack_tm1])
     features = (
@@ -97,9 +107,9 @@ def build_stack_model(
     rnn = cg.RecurrentModel(
         input=x_t,
         output=y_t,
-        initial_states=[read_tm1, h_tm1, c_tm1, *stack_tm1],
-        final_states=[read_t, h_t, c_t, *stack_t],
-        state_initializer=[None, None, None, *stack.state_initializers()],
+        initial_states=[read_tm1, *own_tm1, *stack_tm1],
+        final_states=[read_t, *own_t, *stack_t],
+        state_initializer=[None] * (1 + len(own_tm1)) + stack.state_initializers(),
         return_sequences=True,
         name="stack_rnn",
     )
@@ -236,6 +246,13 @@ def score(outputs, data) -> dict:
 
 def add_arguments(parser) -> None:
     parser.add_argument(
+        "--controller",
+        choices=("lstm", "dense"),
+        default="lstm",
+        help="the controller: an LSTM, or a stateless Dense layer (the stack "
+        "is then the only memory)",
+    )
+    parser.add_argument(
         "--noise",
         type=float,
         default=0.0,
@@ -294,6 +311,7 @@ def main(argv=None) -> dict:
         "actions": args.actions,
         "push_value": args.push_value,
         "noise": args.noise,
+        "controller": args.controller,
     }
     train_steps, test_steps = cfg["train_lengths"][1], cfg["test_lengths"][1]
     stack = build_stack_model(
@@ -334,6 +352,7 @@ def main(argv=None) -> dict:
         "push_value": args.push_value,
         "anneal": args.anneal,
         "noise": args.noise,
+        "controller": args.controller,
         "config": common.run_config(cfg),
     }
     results.update(

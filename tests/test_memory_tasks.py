@@ -323,12 +323,13 @@ def test_stack_actions_sigmoid_softmax_and_temperature(common):
 
 
 @pytest.mark.parametrize("name", ["dyck2", "anbn"])
-def test_quick_run_with_rounded_input_valued_stack(name):
+def test_quick_run_with_the_stack_options(name):
     argv = ["--quick", "--verbose", "0", "--no-baseline", "--epochs", "2"]
     argv += ["--push-value", "input", "--actions", "softmax", "--round", "test"]
-    argv += ["--anneal", "0.5", "--noise", "0.5"]
+    argv += ["--anneal", "0.5", "--noise", "0.5", "--controller", "dense"]
     results = load(name).main(argv)
     assert (results["round"], results["push_value"]) == ("test", "input")
+    assert results["controller"] == "dense"
     assert results["stack_epochs"] == 2 and "lstm_epochs" not in results
     # the rounded copy is scored on the test; the same weights unrounded too
     assert {"stack_test_exact", "stack_test_soft_exact"} <= set(results)
