@@ -13,9 +13,13 @@ n). The loss covers every step.
 The memory model is the step graph below: an LSTM controller reads
 `[x_t, read_tm1]`, drives a `Stack` (push value, push and pop strengths),
 and the step output reads the controller and this step's read (the top of
-the stack after this step's push or pop). The stack's buffer shifts by one
-slot per step, so its capacity counts steps: 40 in training, 120 in a copy
-of the model for the test (capacity holds no weights). The baseline is an
+the stack after this step's push or pop). By default (`--round train`,
+chosen on the validation split) the stack rounds its push and pop strengths
+to 0 or 1, in training with a straight-through gradient
+(`Stack(round_strengths=True)`); `--round none` is the plain continuous
+stack. The stack's buffer shifts by one slot per step, so its capacity
+counts steps: 40 in training, 120 in a copy of the model for the test
+(capacity holds no weights). The baseline is an
 LSTM with at least as many weights, trained on the same data in the same
 run. The validation split holds fresh strings at the training lengths,
 which, as there is one string per n, are the training strings themselves:
@@ -49,6 +53,11 @@ def build_stack_model(
     capacity: int,
     readout: str = "both",
     init_scale: float = 1.0,
+    round_strengths: bool = False,
+    actions: str = "sigmoid",
+    push_value: str = "controller",
+    noise: float = 0.0,
+    controller: str = "lstm",
 ) -> keras.Model:
     """The LSTM controller + `Stack` model, not compiled.
 
@@ -56,24 +65,47 @@ def build_stack_model(
     `[x_t, read_t]`, this step's symbol and the top of the stack (which is
     all the deterministic part depends on). `init_scale` scales the variance
     of the stack projection's initial kernel (1: Glorot uniform); a larger
-    one starts the push and pop strengths nearer 0 and 1.
+    one starts the push and pop strengths nearer 0 and 1. `round_strengths`:
+    the stack rounds its push and pop strengths to 0/1
+    (`Stack(round_strengths=True)`). `actions`: `Stack(actions=...)`.
+    `push_value="controller"`: the stack's own projection of `h_t` gives
+    the pushed value and the strengths; `"input"`: the value is a function
+    of `x_t` only, the strengths of `h_t` (`memory_common.stack_control`),
+    with Gaussian `noise` on their logits in training. `controller="dense"`:
+    the controller is `Dense(units, tanh)` of `[x_t, read_tm1]`, with no
+    state of its own, so that the stack is the model's only memory.
     """
     kernel = keras.initializers.VarianceScaling(
         init_scale, mode="fan_avg", distribution="uniform"
     )
+    by_input = push_value == "input"
     stack = Stack(
-        width=width, capacity=capacity, kernel_initializer=kernel, name="stack"
+        width=width,
+        capacity=capacity,
+        project=not by_input,
+        round_strengths=round_strengths,
+        actions=actions,
+        kernel_initializer=kernel,
+        name="stack",
     )
     x_t = keras.Input((2,), name="x_t")
     read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
-    h_tm1 = keras.Input((units,), name="h_tm1")
-    c_tm1 = keras.Input((units,), name="c_tm1")
     stack_tm1 = stack.initial_state_inputs()
     controller_in = keras.layers.Concatenate()([x_t, read_tm1])
-    h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
-        [controller_in, h_tm1, c_tm1]
-    )
-    read_t, *stack_t = stack([h_t, *stack_tm1])
+    if controller == "dense":
+        h_t = keras.layers.Dense(units, activation="tanh", name="controller")(
+            controller_in
+        )
+        own_tm1, own_t = [], []
+    else:
+        h_tm1 = keras.Input((units,), name="h_tm1")
+        c_tm1 = keras.Input((units,), name="c_tm1")
+        h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
+            [controller_in, h_tm1, c_tm1]
+        )
+        own_tm1, own_t = [h_tm1, c_tm1], [h_t, c_t]
+    control = common.stack_control(width, x_t, h_t, actions, noise) if by_input else h_t
+    read_t, *stack_t = stack([control, *stack_tm1])
     features = [x_t, read_t] if readout == "read" else [h_t, read_t]
     y_t = keras.layers.Dense(3, activation="softmax", name="next_symbol")(
         keras.layers.Concatenate()(features)
@@ -81,9 +113,9 @@ def build_stack_model(
     rnn = cg.RecurrentModel(
         input=x_t,
         output=y_t,
-        initial_states=[read_tm1, h_tm1, c_tm1, *stack_tm1],
-        final_states=[read_t, h_t, c_t, *stack_t],
-        state_initializer=[None, None, None, *stack.state_initializers()],
+        initial_states=[read_tm1, *own_tm1, *stack_tm1],
+        final_states=[read_t, *own_t, *stack_t],
+        state_initializer=[None] * (1 + len(own_tm1)) + stack.state_initializers(),
         return_sequences=True,
         name="stack_rnn",
     )
@@ -174,6 +206,48 @@ def score(outputs, data) -> dict:
 
 def add_arguments(parser) -> None:
     parser.add_argument(
+        "--controller",
+        choices=("lstm", "dense"),
+        default="lstm",
+        help="the controller: an LSTM, or a stateless Dense layer (the stack "
+        "is then the only memory)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="with --push-value input: Gaussian noise on the push/pop logits "
+        "in training",
+    )
+    parser.add_argument(
+        "--anneal",
+        type=float,
+        default=None,
+        help="with --push-value input: lower the temperature of the push/pop "
+        "logits geometrically from 1 to this over the epochs",
+    )
+    parser.add_argument(
+        "--push-value",
+        choices=("controller", "input"),
+        default="controller",
+        help="what the pushed value is a function of: the controller's "
+        "output h_t, or this step's input symbol x_t only",
+    )
+    parser.add_argument(
+        "--actions",
+        choices=("sigmoid", "softmax"),
+        default="sigmoid",
+        help="the stack's push/pop strengths: independent sigmoids, or one "
+        "softmax over push, pop and no-op",
+    )
+    parser.add_argument(
+        "--round",
+        choices=("none", "test", "train"),
+        default="train",  # chosen on the validation split (docs/memory_tasks.md)
+        help="round the stack's push/pop strengths to 0/1: never; in the "
+        "validation and test copies only; also in training (straight through)",
+    )
+    parser.add_argument(
         "--readout",
         choices=("both", "read"),
         default="both",
@@ -198,9 +272,32 @@ def main(argv=None) -> dict:
     test = make_data(np.arange(cfg["test_n"][0], cfg["test_n"][1] + 1))
 
     sizes = (cfg["units"], cfg["width"])
-    options = {"readout": args.readout, "init_scale": args.init_scale}
-    stack = build_stack_model(*sizes, 2 * high, **options)
-    evaluator = build_stack_model(*sizes, 2 * cfg["test_n"][1], **options)
+    options = {
+        "readout": args.readout,
+        "init_scale": args.init_scale,
+        "actions": args.actions,
+        "push_value": args.push_value,
+        "noise": args.noise,
+        "controller": args.controller,
+    }
+    train_round, test_round = args.round == "train", args.round != "none"
+    stack = build_stack_model(*sizes, 2 * high, **options, round_strengths=train_round)
+    evaluator = build_stack_model(
+        *sizes, 2 * cfg["test_n"][1], **options, round_strengths=test_round
+    )
+    schedules = {}
+    if args.anneal is not None:
+        if args.push_value != "input":
+            raise ValueError("--anneal needs --push-value input")
+    if args.noise and args.push_value != "input":
+        raise ValueError("--noise needs --push-value input")
+        schedules["stack"] = common.temperature_schedule(args.anneal, cfg["epochs"])
+    # with --round test, a rounded copy at the training capacity picks the epoch
+    validators = {}
+    if args.round == "test":
+        validators["stack"] = build_stack_model(
+            *sizes, 2 * high, **options, round_strengths=True
+        )
     lstm_units = common.lstm_units_for(stack.count_params(), 2, 3)
     models = {
         "stack": (stack, cfg["units"]),
@@ -215,6 +312,12 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "readout": args.readout,
         "init_scale": args.init_scale,
+        "round": args.round,
+        "actions": args.actions,
+        "push_value": args.push_value,
+        "anneal": args.anneal,
+        "noise": args.noise,
+        "controller": args.controller,
         "config": common.run_config(cfg),
     }
     results.update(
@@ -228,8 +331,15 @@ def main(argv=None) -> dict:
             cfg,
             3,
             evaluators={"stack": evaluator},
+            validators=validators,
+            schedules=schedules,
         )
     )
+    if args.round == "test":  # the same weights without the rounding, for the record
+        soft = build_stack_model(*sizes, 2 * cfg["test_n"][1], **options)
+        soft.set_weights(stack.get_weights())
+        for metric, value in score(common.predict(soft, test["inputs"]), test).items():
+            results[f"stack_test_soft_{metric}"] = value
     return common.report(results, args.out)
 
 

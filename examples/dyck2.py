@@ -47,25 +47,57 @@ OUTPUTS = 5  # "(", "[", ")", "]", end
 
 
 def build_stack_model(
-    units: int, width: int, capacity: int, readout: str = "read"
+    units: int,
+    width: int,
+    capacity: int,
+    readout: str = "read",
+    round_strengths: bool = False,
+    actions: str = "sigmoid",
+    push_value: str = "controller",
+    noise: float = 0.0,
+    controller: str = "lstm",
 ) -> keras.Model:
     """The LSTM controller + `Stack` model, not compiled.
 
     `readout="read"` (the default, chosen on the validation split): the step
     output reads only `read_t`, the top of the stack after this step's push
     or pop, which is all the answer depends on; `"both"`: `[h_t, read_t]`.
+    `round_strengths`: the stack rounds its push and pop strengths to 0/1
+    (`Stack(round_strengths=True)`). `actions`: `Stack(actions=...)`.
+    `push_value="controller"`: the stack's own projection of `h_t` gives
+    the pushed value and the strengths; `"input"`: the value is a function
+    of `x_t` only, the strengths of `h_t` (`memory_common.stack_control`),
+    with Gaussian `noise` on their logits in training. `controller="dense"`:
+    the controller is `Dense(units, tanh)` of `[x_t, read_tm1]`, with no
+    state of its own, so that the stack is the model's only memory.
     """
-    stack = Stack(width=width, capacity=capacity, name="stack")
+    by_input = push_value == "input"
+    stack = Stack(
+        width=width,
+        capacity=capacity,
+        project=not by_input,
+        round_strengths=round_strengths,
+        actions=actions,
+        name="stack",
+    )
     x_t = keras.Input((len(TOKENS),), name="x_t")
     read_tm1 = keras.Input((stack.read_size,), name="read_tm1")
-    h_tm1 = keras.Input((units,), name="h_tm1")
-    c_tm1 = keras.Input((units,), name="c_tm1")
     stack_tm1 = stack.initial_state_inputs()
     controller_in = keras.layers.Concatenate()([x_t, read_tm1])
-    h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
-        [controller_in, h_tm1, c_tm1]
-    )
-    read_t, *stack_t = stack([h_t, *stack_tm1])
+    if controller == "dense":
+        h_t = keras.layers.Dense(units, activation="tanh", name="controller")(
+            controller_in
+        )
+        own_tm1, own_t = [], []
+    else:
+        h_tm1 = keras.Input((units,), name="h_tm1")
+        c_tm1 = keras.Input((units,), name="c_tm1")
+        h_t, _, c_t = cg.cells.LSTMCell(units, name="controller")(
+            [controller_in, h_tm1, c_tm1]
+        )
+        own_tm1, own_t = [h_tm1, c_tm1], [h_t, c_t]
+    control = common.stack_control(width, x_t, h_t, actions, noise) if by_input else h_t
+    read_t, *stack_t = stack([control, *stack_tm1])
     features = (
         read_t if readout == "read" else keras.layers.Concatenate()([h_t, read_t])
     )
@@ -75,9 +107,9 @@ def build_stack_model(
     rnn = cg.RecurrentModel(
         input=x_t,
         output=y_t,
-        initial_states=[read_tm1, h_tm1, c_tm1, *stack_tm1],
-        final_states=[read_t, h_t, c_t, *stack_t],
-        state_initializer=[None, None, None, *stack.state_initializers()],
+        initial_states=[read_tm1, *own_tm1, *stack_tm1],
+        final_states=[read_t, *own_t, *stack_t],
+        state_initializer=[None] * (1 + len(own_tm1)) + stack.state_initializers(),
         return_sequences=True,
         name="stack_rnn",
     )
@@ -214,6 +246,48 @@ def score(outputs, data) -> dict:
 
 def add_arguments(parser) -> None:
     parser.add_argument(
+        "--controller",
+        choices=("lstm", "dense"),
+        default="lstm",
+        help="the controller: an LSTM, or a stateless Dense layer (the stack "
+        "is then the only memory)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="with --push-value input: Gaussian noise on the push/pop logits "
+        "in training",
+    )
+    parser.add_argument(
+        "--anneal",
+        type=float,
+        default=None,
+        help="with --push-value input: lower the temperature of the push/pop "
+        "logits geometrically from 1 to this over the epochs",
+    )
+    parser.add_argument(
+        "--push-value",
+        choices=("controller", "input"),
+        default="controller",
+        help="what the pushed value is a function of: the controller's "
+        "output h_t, or this step's input symbol x_t only",
+    )
+    parser.add_argument(
+        "--actions",
+        choices=("sigmoid", "softmax"),
+        default="sigmoid",
+        help="the stack's push/pop strengths: independent sigmoids, or one "
+        "softmax over push, pop and no-op",
+    )
+    parser.add_argument(
+        "--round",
+        choices=("none", "test", "train"),
+        default="none",
+        help="round the stack's push/pop strengths to 0/1: never; in the "
+        "validation and test copies only; also in training (straight through)",
+    )
+    parser.add_argument(
         "--readout",
         choices=("both", "read"),
         default="read",
@@ -231,8 +305,34 @@ def main(argv=None) -> dict:
     test = make_data(sample_strings(cfg["test"], cfg["test_lengths"], rng))
 
     sizes = (cfg["units"], cfg["width"])
-    stack = build_stack_model(*sizes, cfg["train_lengths"][1], args.readout)
-    evaluator = build_stack_model(*sizes, cfg["test_lengths"][1], args.readout)
+    train_round, test_round = args.round == "train", args.round != "none"
+    options = {
+        "readout": args.readout,
+        "actions": args.actions,
+        "push_value": args.push_value,
+        "noise": args.noise,
+        "controller": args.controller,
+    }
+    train_steps, test_steps = cfg["train_lengths"][1], cfg["test_lengths"][1]
+    stack = build_stack_model(
+        *sizes, train_steps, **options, round_strengths=train_round
+    )
+    evaluator = build_stack_model(
+        *sizes, test_steps, **options, round_strengths=test_round
+    )
+    schedules = {}
+    if args.anneal is not None:
+        if args.push_value != "input":
+            raise ValueError("--anneal needs --push-value input")
+    if args.noise and args.push_value != "input":
+        raise ValueError("--noise needs --push-value input")
+        schedules["stack"] = common.temperature_schedule(args.anneal, cfg["epochs"])
+    # with --round test, a rounded copy at the training capacity picks the epoch
+    validators = {}
+    if args.round == "test":
+        validators["stack"] = build_stack_model(
+            *sizes, train_steps, **options, round_strengths=True
+        )
     lstm_units = common.lstm_units_for(stack.count_params(), len(TOKENS), OUTPUTS)
     models = {
         "stack": (stack, cfg["units"]),
@@ -247,6 +347,12 @@ def main(argv=None) -> dict:
         "quick": args.quick,
         "seed": args.seed,
         "readout": args.readout,
+        "round": args.round,
+        "actions": args.actions,
+        "push_value": args.push_value,
+        "anneal": args.anneal,
+        "noise": args.noise,
+        "controller": args.controller,
         "config": common.run_config(cfg),
     }
     results.update(
@@ -260,8 +366,15 @@ def main(argv=None) -> dict:
             cfg,
             OUTPUTS,
             evaluators={"stack": evaluator},
+            validators=validators,
+            schedules=schedules,
         )
     )
+    if args.round == "test":  # the same weights without the rounding, for the record
+        soft = build_stack_model(*sizes, test_steps, **options)
+        soft.set_weights(stack.get_weights())
+        for metric, value in score(common.predict(soft, test["inputs"]), test).items():
+            results[f"stack_test_soft_{metric}"] = value
     return common.report(results, args.out)
 
 

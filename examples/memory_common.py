@@ -69,6 +69,9 @@ def parse_args(
         "--budget", type=int, default=None, help="most training seconds per model"
     )
     parser.add_argument("--width", type=int, default=None, help="memory width")
+    parser.add_argument(
+        "--patience", type=int, default=None, help="epochs without a better one"
+    )
     parser.add_argument("--lr", type=float, default=None, help="learning rate")
     parser.add_argument(
         "--decay", action="store_true", help="cosine-decay the learning rate"
@@ -82,7 +85,7 @@ def parse_args(
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ("epochs", "train", "units", "budget", "width", "lr"):
+    for name in ("epochs", "train", "units", "budget", "width", "lr", "patience"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"argument --{name}: must be >= 1 (got {value})")
@@ -97,7 +100,7 @@ def configure(args: argparse.Namespace, full: dict, quick: dict) -> dict:
     `--no-baseline` (exploratory runs of the memory model alone).
     """
     cfg = dict(quick if args.quick else full)
-    for name in ("epochs", "train", "units", "budget", "width", "lr"):
+    for name in ("epochs", "train", "units", "budget", "width", "lr", "patience"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
     cfg["decay"] = cfg.get("decay", False) or args.decay
@@ -141,6 +144,114 @@ def lstm_baseline(
     )
     sequence = keras.Input((None, inputs), name="sequence")
     return keras.Model(sequence, rnn(sequence), name="lstm")
+
+
+@keras.saving.register_keras_serializable(package="memory_examples")
+class StackActions(keras.layers.Layer):
+    """Push and pop strengths `[d, u]` of a stack from a controller vector.
+
+    `"sigmoid"`: a `Dense(2)` and a sigmoid (independent d and u); `"softmax"`:
+    a `Dense(3)` and a softmax over push, pop and no-op, of which `[p(push),
+    p(pop)]` are returned (as `Stack(actions="softmax")` does). The logits
+    are divided by `temperature`, a non-trainable weight (1 at first) that a
+    training schedule may lower to sharpen the strengths towards 0 and 1.
+    With `noise > 0`, Gaussian noise of that standard deviation is added to
+    the logits in training (at every step): strengths that are not
+    saturated then vary from step to step, which pushes training towards
+    logits far from 0, i.e. strengths near 0 and 1.
+    """
+
+    def __init__(
+        self, actions: str = "sigmoid", noise: float = 0.0, seed=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if actions not in ("sigmoid", "softmax"):
+            raise ValueError(
+                f"Argument `actions` must be 'sigmoid' or 'softmax'. "
+                f"Received: actions={actions!r}"
+            )
+        self.actions = actions
+        self.noise = float(noise)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if noise else None
+        self.dense = keras.layers.Dense(
+            3 if actions == "softmax" else 2, name="logits", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        self.temperature = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="temperature"
+        )
+
+    def call(self, inputs, training=None):
+        logits = self.dense(inputs) / keras.ops.cast(self.temperature, inputs.dtype)
+        if training and self.noise:
+            logits = logits + keras.random.normal(
+                keras.ops.shape(logits),
+                stddev=self.noise,
+                dtype=logits.dtype,
+                seed=self.seed_generator,
+            )
+        if self.actions == "softmax":
+            return keras.ops.softmax(logits, axis=-1)[:, :2]
+        return keras.ops.sigmoid(logits)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "actions": self.actions,
+            "noise": self.noise,
+            "seed": self.seed,
+        }
+
+
+def set_temperature(model: keras.Model, temperature: float) -> int:
+    """Sets the `temperature` of every `StackActions` of a model; returns how many."""
+    count = 0
+    for variable in model.non_trainable_variables:
+        if variable.name == "temperature":
+            variable.assign(temperature)
+            count += 1
+    return count
+
+
+def temperature_schedule(final: float, epochs: int):
+    """A `fit` schedule lowering `StackActions` temperatures geometrically.
+
+    The temperature is 1 in the first epoch and `final` in epoch `epochs`
+    (and after): `final ** ((epoch - 1) / (epochs - 1))`.
+    """
+    if not 0 < final <= 1:
+        raise ValueError(
+            f"The final temperature must be in (0, 1]. Received: final={final}"
+        )
+
+    def schedule(model: keras.Model, epoch: int) -> None:
+        fraction = min(1.0, (epoch - 1) / max(1, epochs - 1))
+        if not set_temperature(model, final**fraction):
+            raise ValueError(f"Model {model.name!r} has no StackActions temperature")
+
+    return schedule
+
+
+def stack_control(
+    width: int, x_t, h_t, actions: str = "sigmoid", noise: float = 0.0, seed=None
+):
+    """The raw control `[value, d, u]` of a `Stack(project=False)`.
+
+    The pushed value is a learned function of this step's input symbol only
+    (`Dense(width, tanh)` of `x_t`), the strengths come from the controller
+    (`StackActions` of `h_t`): the stack can then carry nothing of the
+    controller's state but *which* symbols it pushed and popped. `noise`
+    and `seed`: see `StackActions`.
+    """
+    value = keras.layers.Dense(width, activation="tanh", name="push_value")(x_t)
+    strengths = StackActions(actions, noise, seed, name="actions")(h_t)
+    return keras.layers.Concatenate(name="stack_control")([value, strengths])
 
 
 def compile_model(
@@ -274,14 +385,20 @@ def fit(
     multiple: int = 16,
     verbose: int = 1,
     name: str = "model",
+    validator: keras.Model | None = None,
+    schedule: Callable[[keras.Model, int], None] | None = None,
 ) -> dict:
     """Trains on length buckets; keeps the weights of the best validation epoch.
 
     After each epoch the model is scored on `valid` (the training lengths,
     fresh data): the best epoch has the highest `score(...)[primary]`, ties
-    broken by the lower validation loss. Training stops after `epochs`
-    epochs, after `patience` epochs without a better one, or at the end of
-    the first epoch that ends past `budget` seconds.
+    broken by the lower validation loss. With a `validator` (a model with
+    the same weights layout, e.g. one whose stack rounds its strengths), the
+    validator gets the weights and is scored instead of the model.
+    `schedule(model, epoch)`, if given, runs before each epoch (e.g. to lower
+    a temperature). Training stops after `epochs` epochs, after `patience`
+    epochs without a better one, or at the end of the first epoch that ends
+    past `budget` seconds.
 
     Returns:
         A dict: `seconds` (training wall time, validation included),
@@ -292,6 +409,8 @@ def fit(
     history, best_key, best_weights, best_epoch = [], None, None, 0
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
+        if schedule is not None:
+            schedule(model, epoch)
         losses = []
         for indices, steps in length_batches(train, batch_size, rng, multiple):
             loss = model.train_on_batch(
@@ -300,7 +419,9 @@ def fit(
                 sample_weight=train["weights"][indices, :steps],
             )
             losses.append(float(np.asarray(loss).reshape(-1)[0]))
-        outputs = predict(model, valid["inputs"])
+        if validator is not None:
+            validator.set_weights(model.get_weights())
+        outputs = predict(model if validator is None else validator, valid["inputs"])
         val_loss = weighted_loss(outputs, valid["targets"], valid["weights"])
         val_score = score(outputs, valid)
         elapsed = time.perf_counter() - start
@@ -340,6 +461,8 @@ def compare(
     cfg: dict,
     classes: int,
     evaluators: dict[str, keras.Model] | None = None,
+    validators: dict[str, keras.Model] | None = None,
+    schedules: dict[str, Callable[[keras.Model, int], None]] | None = None,
 ) -> dict:
     """Trains each model the same way and scores it on every test set.
 
@@ -355,6 +478,10 @@ def compare(
         evaluators: optional `{name: model}` with the same weights layout,
             used instead of the trained model on the test sets (e.g. a
             memory of a larger capacity: capacities hold no weights).
+        validators: optional `{name: model}` with the same weights layout,
+            scored on `valid` instead of the trained model (after every
+            epoch, to pick the best one, and at the end).
+        schedules: optional `{name: schedule}`, see `fit`.
 
     Returns:
         A flat dict of results: `{model}_{test}_{metric}`, `{model}_valid_
@@ -364,6 +491,8 @@ def compare(
     """
     results = {}
     evaluators = evaluators or {}
+    validators = validators or {}
+    schedules = schedules or {}
     if not cfg.get("baseline", True):
         models = dict(list(models.items())[:1])
     constant = constant_outputs(train, valid, classes)
@@ -394,6 +523,8 @@ def compare(
             multiple=cfg.get("multiple", 16),
             verbose=cfg["verbose"],
             name=name,
+            validator=validators.get(name),
+            schedule=schedules.get(name),
         )
         results.update(
             {
@@ -404,7 +535,10 @@ def compare(
                 f"{name}_best_epoch": run["best_epoch"],
             }
         )
-        outputs = predict(model, valid["inputs"])
+        validator = validators.get(name, model)
+        if validator is not model:
+            validator.set_weights(model.get_weights())
+        outputs = predict(validator, valid["inputs"])
         results[f"{name}_valid_loss"] = round(
             weighted_loss(outputs, valid["targets"], valid["weights"]), 6
         )

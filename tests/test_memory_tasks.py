@@ -284,3 +284,52 @@ def test_quick_run_beats_the_constant_predictor(name, argv, model):
         assert results[f"{key}_train_seconds"] > 0.0
     assert results["lstm_params"] >= results[f"{model}_params"]
     assert results[f"{model}_valid_loss"] < 0.95 * results["constant_valid_loss"]
+
+
+# -- the stack options of dyck2.py and anbn.py ------------------------------------
+def test_stack_actions_sigmoid_softmax_and_temperature(common):
+    import keras
+
+    x = np.array([[0.5, -1.0, 2.0]], "float32")
+    for actions, size in (("sigmoid", 2), ("softmax", 3)):
+        layer = common.StackActions(actions)
+        out = np.asarray(layer(x))
+        kernel, bias = [np.asarray(w) for w in layer.dense.weights]
+        logits = x @ kernel + bias
+        if actions == "sigmoid":
+            expected = 1 / (1 + np.exp(-logits))
+        else:
+            expected = (np.exp(logits) / np.exp(logits).sum())[:, :2]
+        assert kernel.shape == (3, size)
+        np.testing.assert_allclose(out, expected, rtol=1e-5)
+        model = keras.Sequential([keras.Input((3,)), layer])
+        assert common.set_temperature(model, 0.25) == 1
+        sharp = np.asarray(layer(x))
+        logits = logits / 0.25
+        if actions == "sigmoid":
+            expected = 1 / (1 + np.exp(-logits))
+        else:
+            expected = (np.exp(logits) / np.exp(logits).sum())[:, :2]
+        np.testing.assert_allclose(sharp, expected, rtol=1e-5)
+    noisy = common.StackActions("sigmoid", noise=1.0, seed=3)
+    clean = np.asarray(noisy(x))
+    np.testing.assert_array_equal(np.asarray(noisy(x, training=False)), clean)
+    assert not np.allclose(np.asarray(noisy(x, training=True)), clean)
+    schedule = common.temperature_schedule(0.01, epochs=3)
+    model = keras.Sequential([keras.Input((3,)), noisy])
+    for epoch, temperature in ((1, 1.0), (2, 0.1), (3, 0.01), (9, 0.01)):
+        schedule(model, epoch)
+        np.testing.assert_allclose(float(noisy.temperature), temperature, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["dyck2", "anbn"])
+def test_quick_run_with_the_stack_options(name):
+    argv = ["--quick", "--verbose", "0", "--no-baseline", "--epochs", "2"]
+    argv += ["--push-value", "input", "--actions", "softmax", "--round", "test"]
+    argv += ["--anneal", "0.5", "--noise", "0.5", "--controller", "dense"]
+    results = load(name).main(argv)
+    assert (results["round"], results["push_value"]) == ("test", "input")
+    assert results["controller"] == "dense"
+    assert results["stack_epochs"] == 2 and "lstm_epochs" not in results
+    # the rounded copy is scored on the test; the same weights unrounded too
+    assert {"stack_test_exact", "stack_test_soft_exact"} <= set(results)

@@ -204,6 +204,77 @@ def test_soft_push_pop_match_the_unbounded_paper_model(rng, cls, lifo):
             assert_close(states[1][b, -n:], ref.strengths, atol=1e-5)
 
 
+@pytest.mark.parametrize("cls,lifo", [(S.Stack, True), (S.Queue, False)])
+def test_rounded_strengths_match_the_paper_model_on_rounded_controls(rng, cls, lifo):
+    steps, width = 9, 3
+    system = cls(width=width, capacity=steps, project=False, round_strengths=True)
+    assert system.get_config()["round_strengths"] is True
+    clone = cls.from_config(system.get_config())
+    assert clone.round_strengths is True
+    states = system.initial_states(2)
+    refs = [NpNeuralMemory(lifo) for _ in range(2)]
+    for _ in range(steps):
+        value = rng.normal(size=(2, width))
+        du = rng.uniform(size=(2, 2))
+        read, states = run(
+            system, np.concatenate([value, du], 1).astype("float32"), states
+        )
+        for b, ref in enumerate(refs):
+            # the NumPy model on d, u rounded by hand: whole entries only
+            assert_close(read[b], ref.step(value[b], *(du[b] > 0.5)), atol=1e-6)
+            n = len(ref.strengths)
+            assert_close(states[1][b, -n:], ref.strengths, atol=0)
+            assert set(np.unique(states[1][b])) <= {0.0, 1.0}
+
+
+def test_rounded_strengths_pass_the_gradient_straight_through(rng):
+    soft = S.Stack(width=2, capacity=4, project=False)
+    hard = S.Stack(width=2, capacity=4, project=False, round_strengths=True)
+    states = [
+        rng.normal(size=(1, 4, 2)).astype("float32"),
+        np.array([[0.0, 1.0, 1.0, 1.0]], "float32"),  # three whole entries
+    ]
+    control = np.array([[0.5, -1.5, 0.7, 0.8]], "float32")  # rounded: d=1, u=1
+    rounded = np.array([[0.5, -1.5, 1.0, 1.0]], "float32")
+    probe = rng.normal(size=(1, 2)).astype("float32")
+
+    def grad(system, c):
+        def f(c, *st):
+            return keras.ops.sum(system([c, *st])[0] * probe)
+
+        return gradients(f, [c, *states])[0]
+
+    read, _ = run(hard, control, states)
+    # pop the top entry, push [0.5, -1.5] with strength 1: the read is the push
+    assert_close(read, rounded[:, :2])
+    hard_grad = grad(hard, control)
+    # straight through: the rounded model's gradient at the raw control is
+    # the soft model's gradient at the rounded control
+    assert_close(hard_grad, grad(soft, rounded))
+    assert hard_grad[0, 2] != 0.0  # a plain rounding would give d no gradient
+
+
+@pytest.mark.parametrize("cls,lifo", [(S.Stack, True), (S.Queue, False)])
+def test_softmax_actions_match_numpy(rng, cls, lifo):
+    steps, width, features = 6, 2, 5
+    system = cls(width=width, capacity=steps, actions="softmax")
+    assert system.projection_size == width + 3 and system.control_size == width + 2
+    assert cls.from_config(system.get_config()).actions == "softmax"
+    states = system.initial_states(2)
+    refs = [NpNeuralMemory(lifo) for _ in range(2)]
+    for _ in range(steps):
+        controller = rng.normal(size=(2, features)).astype("float32")
+        read, states = run(system, controller, states)
+        kernel, bias = [np.asarray(w) for w in system.projection.weights]
+        logits = controller @ kernel + bias
+        value, actions = np.tanh(logits[:, :width]), softmax(logits[:, width:])
+        for b, ref in enumerate(refs):
+            push, pop, _ = actions[b]  # p(push), p(pop), p(no-op)
+            assert_close(read[b], ref.step(value[b], push, pop), atol=1e-5)
+            n = len(ref.strengths)
+            assert_close(states[1][b, -n:], ref.strengths, atol=1e-5)
+
+
 KERNELS = {
     "inverse_square": lambda d: 1 / (1 + d**2),
     "inverse_abs": lambda d: 1 / (1 + np.abs(d)),
@@ -567,6 +638,8 @@ def test_stack_projection_squashes_strengths_and_value():
         (lambda: S.Attention(4, 2, kernel="gaussian"), "kernel='gaussian'"),
         (lambda: S.Stack(width=2, capacity=0), "capacity=0"),
         (lambda: S.Queue(width=True, capacity=3), "width=True"),
+        (lambda: S.Stack(2, 3, actions="argmax"), "actions='argmax'"),
+        (lambda: S.Stack(2, 3, round_strengths=1), "round_strengths=1"),
         (lambda: S.AddressableMemory(4, 2, read_heads=0), "read_heads=0"),
     ],
 )

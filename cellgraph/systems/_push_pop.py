@@ -13,6 +13,12 @@ def exclusive_cumsum(x):
     return ops.cumsum(shifted, axis=1)
 
 
+def straight_through_round(x):
+    """0 or 1 (1 where `x > 0.5`) forward; the identity's gradient backward."""
+    hard = ops.cast(ops.greater(x, 0.5), x.dtype)
+    return x + ops.stop_gradient(hard - x)
+
+
 class PushPopMemory(System):
     """A fixed-capacity continuous push/pop memory (base of Stack and Queue).
 
@@ -40,14 +46,53 @@ class PushPopMemory(System):
     zero bias) produces it from the controller, followed by `tanh` on the
     value and `sigmoid` on d and u.
 
+    With `actions="softmax"` (and `project=True`) the projection gives
+    three logits instead of two, for the actions push, pop and no-op, and a
+    softmax over them gives `d = p(push)` and `u = p(pop)`, as the stack of
+    Joulin & Mikolov (2015) chooses one action per step: d + u <= 1, so a
+    step cannot both pop the top and push a replacement (which lets a stack
+    act as a one-slot register instead of a stack). The raw control
+    (`project=False`) is the same in both modes.
+
+    With `round_strengths=True`, d and u are rounded to 0 or 1 (1 where
+    they exceed 0.5) before the step, as Joulin & Mikolov (2015) discretise
+    their stack's actions at test time: the memory then holds whole
+    entries only, and no residue of a weak push or an incomplete pop
+    accumulates over long sequences. The gradient passes through the
+    rounding as if it were the identity (the straight-through estimator),
+    so a model can also be trained this way; the common use is to train
+    with `round_strengths=False` and to evaluate a copy of the model built
+    with `round_strengths=True` (the rounding holds no weights).
+
     States: `[values (capacity, W), strengths (capacity,)]`. Constants: none.
     Read size: `W`.
     """
 
-    def __init__(self, width: int, capacity: int, project: bool = True, **kwargs):
+    def __init__(
+        self,
+        width: int,
+        capacity: int,
+        project: bool = True,
+        round_strengths: bool = False,
+        actions: str = "sigmoid",
+        **kwargs,
+    ):
         check_positive(type(self).__name__, width=width, capacity=capacity)
+        if actions not in ("sigmoid", "softmax"):
+            raise ValueError(
+                f"{type(self).__name__}: argument `actions` must be 'sigmoid' "
+                f"(independent push and pop strengths) or 'softmax' (one "
+                f"softmax over push, pop, no-op). Received: actions={actions!r}"
+            )
+        if not isinstance(round_strengths, bool):
+            raise ValueError(
+                f"{type(self).__name__}: argument `round_strengths` must be a "
+                f"bool. Received: round_strengths={round_strengths!r}"
+            )
         self.width = width
         self.capacity = capacity
+        self.round_strengths = round_strengths
+        self.actions = actions
         super().__init__(project=project, **kwargs)
 
     @property
@@ -70,16 +115,27 @@ class PushPopMemory(System):
         """For each slot, the total strength read or popped before it."""
         raise NotImplementedError
 
+    @property
+    def projection_size(self):
+        return self.width + (3 if self.actions == "softmax" else 2)
+
     def activate_projection(self, projected):
         value = ops.tanh(projected[:, : self.width])
-        return ops.concatenate([value, ops.sigmoid(projected[:, self.width :])], 1)
+        logits = projected[:, self.width :]
+        if self.actions == "softmax":
+            strengths = ops.softmax(logits, axis=-1)[:, :2]  # push, pop (no-op)
+        else:
+            strengths = ops.sigmoid(logits)
+        return ops.concatenate([value, strengths], 1)
 
     def transition(self, control, states, constants):
         parts = self.split_control(control)
         values, strengths = states
-        pop = parts["pop"]
+        push, pop = parts["push"], parts["pop"]
+        if self.round_strengths:
+            push, pop = straight_through_round(push), straight_through_round(pop)
         strengths = ops.relu(strengths - ops.relu(pop - self.covering(strengths)))
-        strengths = ops.concatenate([strengths[:, 1:], parts["push"]], axis=1)
+        strengths = ops.concatenate([strengths[:, 1:], push], axis=1)
         values = ops.concatenate([values[:, 1:], parts["value"][:, None, :]], axis=1)
         weights = ops.minimum(strengths, ops.relu(1.0 - self.covering(strengths)))
         read = ops.sum(weights[:, :, None] * values, axis=1)
@@ -90,4 +146,6 @@ class PushPopMemory(System):
             **super().get_config(),
             "width": self.width,
             "capacity": self.capacity,
+            "round_strengths": self.round_strengths,
+            "actions": self.actions,
         }

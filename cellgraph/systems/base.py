@@ -59,8 +59,9 @@ class System(keras.layers.Layer):
     `control_size`; use it for custom controllers and exact tests.
 
     Subclasses define `control_layout`, `state_shapes`, `read_size`,
-    optionally `state_names`, `constant_shapes`, `state_initializers()` and
-    `activate_projection()`, and implement `transition()`.
+    optionally `state_names`, `constant_shapes`, `state_initializers()`,
+    `activate_projection()` and `projection_size`, and implement
+    `transition()`.
 
     Args:
         project: whether to own a `Dense` projection from the controller.
@@ -117,7 +118,7 @@ class System(keras.layers.Layer):
         self.projection = None
         if self.project:
             self.projection = keras.layers.Dense(
-                self.control_size,
+                self.projection_size,
                 kernel_initializer=self.kernel_initializer,
                 bias_initializer=self.bias_initializer,
                 dtype=self.dtype_policy,
@@ -134,6 +135,15 @@ class System(keras.layers.Layer):
     def control_size(self) -> int:
         """Size of the raw control vector (the controller with project=False)."""
         return sum(size for _, size in self.control_layout)
+
+    @property
+    def projection_size(self) -> int:
+        """Output size of the `Dense` projection (project=True).
+
+        `control_size` unless `activate_projection` maps a different number
+        of features to the raw control (e.g. a softmax over actions).
+        """
+        return self.control_size
 
     @property
     def state_shapes(self) -> list[tuple]:

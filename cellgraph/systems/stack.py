@@ -32,6 +32,13 @@ class Stack(PushPopMemory):
         width: size W of the values.
         capacity: number of slots (the pushes of the last `capacity` steps
             are kept; the oldest slot falls off at every step).
+        round_strengths: if True, d and u are rounded to 0 or 1 (1 where
+            they exceed 0.5) before each step, with a straight-through
+            gradient (see `PushPopMemory`); e.g. a copy of a trained model
+            for evaluation, as Joulin & Mikolov (2015) discretise at test.
+        actions: `"sigmoid"` (independent d and u, the default) or
+            `"softmax"` (project=True: d and u are p(push) and p(pop) of a
+            softmax over push, pop and no-op, as in Joulin & Mikolov 2015).
         project, kernel_initializer, bias_initializer, **kwargs: see
             `cellgraph.systems.System`.
 
