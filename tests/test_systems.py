@@ -240,7 +240,8 @@ def test_rounded_strengths_pass_the_gradient_straight_through(rng):
 
     def grad(system, c):
         def f(c, *st):
-            return keras.ops.sum(system([c, *st])[0] * probe)
+            read = system([c, *st])[0]
+            return keras.ops.sum(read * keras.ops.convert_to_tensor(probe))
 
         return gradients(f, [c, *states])[0]
 
