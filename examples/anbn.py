@@ -205,48 +205,7 @@ def score(outputs, data) -> dict:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--controller",
-        choices=("lstm", "dense"),
-        default="lstm",
-        help="the controller: an LSTM, or a stateless Dense layer (the stack "
-        "is then the only memory)",
-    )
-    parser.add_argument(
-        "--noise",
-        type=float,
-        default=0.0,
-        help="with --push-value input: Gaussian noise on the push/pop logits "
-        "in training",
-    )
-    parser.add_argument(
-        "--anneal",
-        type=float,
-        default=None,
-        help="with --push-value input: lower the temperature of the push/pop "
-        "logits geometrically from 1 to this over the epochs",
-    )
-    parser.add_argument(
-        "--push-value",
-        choices=("controller", "input"),
-        default="controller",
-        help="what the pushed value is a function of: the controller's "
-        "output h_t, or this step's input symbol x_t only",
-    )
-    parser.add_argument(
-        "--actions",
-        choices=("sigmoid", "softmax"),
-        default="sigmoid",
-        help="the stack's push/pop strengths: independent sigmoids, or one "
-        "softmax over push, pop and no-op",
-    )
-    parser.add_argument(
-        "--round",
-        choices=("none", "test", "train"),
-        default="train",  # chosen on the validation split (docs/memory_tasks.md)
-        help="round the stack's push/pop strengths to 0/1: never; in the "
-        "validation and test copies only; also in training (straight through)",
-    )
+    common.add_stack_arguments(parser, round_default="train")
     parser.add_argument(
         "--readout",
         choices=("both", "read"),
