@@ -55,6 +55,7 @@ class LeanGraph:
         self._outputs = outputs
         self._size = size
         self._specs = {}
+        self._factories = {}  # training is None -> (compiled make, constants)
 
     @classmethod
     def compile(cls, model, dtype_policy=None) -> LeanGraph | None:
@@ -92,9 +93,7 @@ class LeanGraph:
         return [
             node.name
             for node in self._nodes
-            if node.lean
-            and getattr(node.fn, "__self__", None) is not node.op
-            and not isinstance(node.op, keras.Model)
+            if node.binder is not None and not isinstance(node.op, keras.Model)
         ]
 
     @property
@@ -110,6 +109,87 @@ class LeanGraph:
         for node in self._nodes:
             node.run(slots, training)
         return [slots[slot] for slot in self._outputs]
+
+    def bind(self, training=None):
+        """The graph as one function for one sequence: `run(inputs) -> outputs`.
+
+        Each node's call is bound once (`_Node.bind`: the fast calls read
+        their variables here) and the graph runs as straight-line Python,
+        generated once per graph (`_source`), without the per-node argument
+        building of `__call__`. Bind inside the enclosing layer's call, after
+        the cells' `begin_sequence` (their dropout masks decide their call).
+        """
+        key = training is None
+        make = self._factories.get(key)
+        if make is None:
+            source, constants = self._source(with_training=not key)
+            namespace = {
+                "_one": _one,
+                "_flat": _flat,
+                "_cast": cast,
+                "_ops_cast": _ops_cast,
+            }
+            exec(
+                compile(source, f"<cellgraph step graph {id(self)}>", "exec"), namespace
+            )
+            make = self._factories[key] = (namespace["make"], constants)
+        factory, constants = make
+        return factory(
+            [node.bind(training) for node in self._nodes], constants, training
+        )
+
+    def _source(self, with_training: bool):
+        """Python source of `make(calls, constants, training) -> run`."""
+        constants = []
+
+        def constant(value) -> str:
+            constants.append(value)
+            return f"C[{len(constants) - 1}]"
+
+        def read(source) -> str:
+            slot, dtype = source
+            return f"v{slot}" if dtype is None else f"_ops_cast(v{slot}, {dtype!r})"
+
+        def argument(arg) -> str:
+            kind, value = arg
+            if kind == _ONE:
+                return read(value)
+            if kind == _LIST:
+                return "[" + ", ".join(read(v) for v in value) + "]"
+            return constant(value)
+
+        names = "".join(f"v{slot}, " for slot, _ in self._inputs)
+        calls = "".join(f"F{number}, " for number in range(len(self._nodes)))
+        lines = ["def make(F, C, T):", f"    ({calls}) = F", "    def run(inputs):"]
+        lines.append(f"        ({names}) = inputs")
+        for slot, dtype in self._inputs:
+            v = f"v{slot}"
+            lines.append(f"        {v} = {v} if {v} is None else _cast({v}, {dtype!r})")
+        for number, node in enumerate(self._nodes):
+            parts = [argument(a) for a in node.args]
+            kwargs = dict(node.kwargs)
+            if node.takes_training and with_training:
+                kwargs.pop("training", None)
+                parts.append("training=T")
+            for key, value in kwargs.items():
+                if key.isidentifier():
+                    parts.append(f"{key}={argument(value)}")
+                else:
+                    parts.append(f"**{{{key!r}: {argument(value)}}}")
+            call = f"F{number}({', '.join(parts)})"
+            if len(node.outputs) == 1 and node.outputs[0][0] == 0:
+                lines.append(f"        v{node.outputs[0][1]} = _one({call})")
+            elif not node.outputs:
+                lines.append(f"        {call}")
+            else:
+                lines.append(f"        r = _flat({call})")
+                lines.extend(
+                    f"        v{target} = r[{position}]"
+                    for position, target in node.outputs
+                )
+        outputs = ", ".join(f"v{slot}" for slot in self._outputs)
+        lines += [f"        return [{outputs}]", "    return run", ""]
+        return "\n".join(lines), constants
 
     def hoist(self, num_inputs: int):
         """Splits off the work that reads only the first `num_inputs` inputs.
@@ -174,6 +254,13 @@ class LeanGraph:
         if len(input_refs) != len(model.inputs):
             raise Unsupported("nested model inputs")
         operations = {op.name: op for op in model.operations}
+        # A config's output references count a functional model's own first
+        # node (the one from its inputs to its outputs), its nodes' arguments
+        # do not (Keras's `functional_from_config` subtracts it again).
+        output_refs = [
+            [name, index - 1 if _is_functional(operations.get(name)) else index, i]
+            for name, index, i in output_refs
+        ]
 
         slots: dict[tuple, int] = {}
         specs: dict[int, tuple] = {}  # slot -> (shape, dtype) where recorded
@@ -236,6 +323,28 @@ class LeanGraph:
         graph = cls(inputs, order, outputs, len(slots))
         graph._specs = specs
         return graph
+
+
+class SequenceRun:
+    """`graph` as the executor of one sequence, bound at its first step.
+
+    Binding waits for the first step: by then the loop has begun the
+    sequence (the cells have drawn their dropout masks).
+
+    Call arguments:
+        inputs: the graph's inputs, a flat list.
+        training: ignored (the sequence's flag is `training`).
+    """
+
+    def __init__(self, graph: LeanGraph, training=None):
+        self._graph = graph
+        self._training = training
+        self._run = None
+
+    def __call__(self, inputs, training=None) -> list:
+        if self._run is None:
+            self._run = self._graph.bind(self._training)
+        return self._run(inputs)
 
 
 class Hoist:
@@ -338,11 +447,17 @@ def _per_example(op) -> bool:
 class _Node:
     """One call of one operation: where its arguments come from and go to."""
 
-    def __init__(self, name, index, fn, lean, args, kwargs, takes_training, op=None):
+    def __init__(
+        self, name, index, fn, lean, args, kwargs, takes_training, op=None, binder=None
+    ):
         self.op = op
         self.name = name
         self.index = index
-        self.fn = fn
+        # `binder(training) -> call`, made once per sequence, where the call
+        # depends on the sequence (variables read once, a nested graph's own
+        # binding); `fn` otherwise.
+        self.binder = binder
+        self.fn = fn if binder is None else _bind_per_call(binder)
         self.lean = lean
         self.args = args  # [(kind, value)]
         self.kwargs = kwargs  # {name: (kind, value)}
@@ -369,18 +484,22 @@ class _Node:
                 input_dtype = getattr(op, "input_dtype", op.compute_dtype)
         args = [_argument(a, slot, input_dtype) for a in raw_args]
         kwargs = {k: _argument(v, slot, input_dtype) for k, v in raw_kwargs.items()}
-        fn = op
+        fn, binder = op, None
         if lean and isinstance(op, keras.Model):
-            fn = _nested_graph(op, args, kwargs, policy)
-            lean = fn is not None
-            fn = fn or op
+            binder = _nested_graph(op, args, kwargs, policy)
+            lean = binder is not None
         elif lean:
             shapes = [r.get("shape") or () for r in _tensor_refs({"args": raw_args})]
-            fn = backend.fast_call(op, shapes) or op.call
+            binder = backend.fast_call(op, shapes)
+            fn = op.call
         if not lean:  # Keras's call casts the inputs itself
             args = [_argument(a, slot, None) for a in raw_args]
             kwargs = {k: _argument(v, slot, None) for k, v in raw_kwargs.items()}
-        return cls(op.name, index, fn, lean, args, kwargs, takes_training, op)
+        return cls(op.name, index, fn, lean, args, kwargs, takes_training, op, binder)
+
+    def bind(self, training):
+        """The node's call for one sequence."""
+        return self.fn if self.binder is None else self.binder(training)
 
     def sources(self) -> set:
         """The slots this node reads."""
@@ -397,17 +516,27 @@ class _Node:
         kwargs = {k: _value(v, slots) for k, v in self.kwargs.items()}
         if self.takes_training and training is not None:
             kwargs["training"] = training
-        result = self.fn(*args, **kwargs)
-        if isinstance(result, (list, tuple)) and not any(
-            isinstance(r, (list, tuple, dict)) for r in result
-        ):
-            flat = result
-        elif isinstance(result, (list, tuple, dict)):
-            flat = keras.tree.flatten(result)
-        else:
-            flat = (result,)
+        flat = _flat(self.fn(*args, **kwargs))
         for position, target in self.outputs:
             slots[target] = flat[position]
+
+
+def _flat(result):
+    """A call's result as the flat sequence the graph's tensor indices count in."""
+    if isinstance(result, (list, tuple)):
+        if any(isinstance(r, (list, tuple, dict)) for r in result):
+            return keras.tree.flatten(result)
+        return result
+    if isinstance(result, dict):
+        return keras.tree.flatten(result)
+    return (result,)
+
+
+def _one(result):
+    """The first tensor of a call's result (most calls return one tensor)."""
+    if isinstance(result, (list, tuple, dict)):
+        return _flat(result)[0]
+    return result
 
 
 def _call_parameters(op):
@@ -477,10 +606,31 @@ def _nested_graph(model, args, kwargs, policy):
     except Unsupported:
         return None
 
-    def call(inputs, training=None, mask=None):
-        return graph(inputs if isinstance(inputs, list) else [inputs], training)
+    def bind(training=None):
+        run = graph.bind(training)
+
+        def call(inputs, training=None, mask=None):
+            return run(inputs if isinstance(inputs, list) else [inputs])
+
+        return call
+
+    return bind
+
+
+def _bind_per_call(binder):
+    """A binder as a plain call that binds at every call (outside the loop)."""
+
+    def call(*args, **kwargs):
+        return binder(kwargs.get("training"))(*args, **kwargs)
 
     return call
+
+
+def _is_functional(op) -> bool:
+    """Whether `op` is a functional model (Keras's class `Functional`)."""
+    return isinstance(op, keras.Model) and any(
+        cls.__name__ == "Functional" for cls in type(op).__mro__
+    )
 
 
 def _policy_dtypes(dtype_policy) -> tuple[str, str]:
@@ -585,4 +735,8 @@ def _read(slots, source):
     slot, dtype = source
     if dtype is None:
         return slots[slot]
-    return keras.ops.cast(slots[slot], dtype)
+    return _ops_cast(slots[slot], dtype)
+
+
+def _ops_cast(x, dtype):
+    return keras.ops.cast(x, dtype)

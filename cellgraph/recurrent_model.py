@@ -691,7 +691,9 @@ class RecurrentModel(keras.layers.Layer):
             captured_inputs=[ops.copy(x) for x in xs] if self.decode else None,
             side=side,
             training=training,
-            executor=executor,
+            executor=None
+            if executor is None
+            else _lean.SequenceRun(executor, training),
         )
         step_layers = list(walk_layers(self.step_model))
         if training and keras.backend.backend() == "jax":

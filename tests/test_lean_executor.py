@@ -343,3 +343,61 @@ def test_common_layers_and_cells_run_torch_native_calls_and_agree(executor, rng)
         assert {"tanh", "sigmoid", "multiply", "negative"} <= set(graph.fast_layers)
     else:
         assert graph.fast_layers == []
+
+
+def test_a_bound_graph_equals_the_node_by_node_run(rng):
+    # Multi-output cells, a shared layer, a nested model, ops with constants
+    # and keyword arguments: the generated straight-line code of `bind()`
+    # computes what `__call__` computes, node by node.
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, layers.Dense(4, activation="tanh")(inner_in))
+    h, h_state = cg.cells.GRUCell(4)([x_t, h_tm1])
+    shared = layers.Dense(4)
+    mixed = inner(shared(h) + shared(h_state) * 0.5)
+    out = ops.clip(ops.sum(ops.reshape(mixed, (-1, 2, 2)), axis=1), -0.5, 0.5)
+    model = keras.Model([x_t, h_tm1], [out, mixed])
+    graph = LeanGraph.compile(model)
+    data = [rng.normal(size=(2, 3)), rng.normal(size=(2, 4))]
+    tensors = [ops.convert_to_tensor(d.astype("float32")) for d in data]
+    want = [ops.convert_to_numpy(t) for t in model(tensors)]
+    for training in (None, False, True):
+        run = graph.bind(training)
+        for got, expected in zip(run(list(tensors)), want, strict=True):
+            np.testing.assert_allclose(ops.convert_to_numpy(got), expected, rtol=1e-6)
+        node_by_node = graph(list(tensors), training)
+        for got, expected in zip(node_by_node, want, strict=True):
+            np.testing.assert_allclose(ops.convert_to_numpy(got), expected, rtol=1e-6)
+
+
+def test_each_call_reads_the_variables_anew(executor, rng):
+    # The fast calls read their variables once per sequence: weights changed
+    # between calls (an optimizer step, `set_weights`) are the next call's.
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    h, _ = cg.cells.SimpleRNNCell(4)([x_t, h_tm1])
+    h_t = layers.Dense(4, activation="tanh")(h)
+    rnn = step_graph_rnn(x_t, h_tm1, h_t)
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    executor("lean")
+    first = ops.convert_to_numpy(rnn(x))
+    for variable in rnn.trainable_variables:
+        variable.assign(variable.value * 0.5 + 0.1)
+    second = ops.convert_to_numpy(rnn(x))
+    executor("generic")
+    generic = ops.convert_to_numpy(rnn(x))
+    np.testing.assert_allclose(second, generic, rtol=1e-6, atol=1e-6)
+    assert np.abs(second - first).max() > 1e-3
+
+
+def test_a_cell_knows_whether_its_call_uses_dropout_masks():
+    cell = cg.cells.LSTMCell(4, dropout=0.5)
+    cell.build([(None, 3), (None, 4), (None, 4)])
+    plain = cg.cells.LSTMCell(4)
+    assert not cell.uses_dropout_masks(False) and not cell.uses_dropout_masks(None)
+    assert cell.uses_dropout_masks(True) and not plain.uses_dropout_masks(True)
+    cell.begin_sequence(2, training=True)
+    try:  # the sequence's masks apply unless told `training=False`
+        assert cell.uses_dropout_masks(None) and not cell.uses_dropout_masks(False)
+    finally:
+        cell.end_sequence()
+    assert not cell.uses_dropout_masks(None)

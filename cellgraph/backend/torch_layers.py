@@ -8,6 +8,11 @@ in the same order, so they compute the same numbers; `fast_call` returns
 one for an exact class it knows (never a subclass, which may change `call`)
 and `None` otherwise, and each falls back to the layer's own call where its
 arguments are not what it expects (dropout masks, other dtypes).
+
+Reading a Keras variable's value costs as much again (`variable.value`,
+16 us: scope checks at every read), so each fast call is made per sequence
+by a binder, `bind(training) -> call`, that reads the layer's variables once;
+the loop's calls then use those tensors at every step.
 """
 
 from __future__ import annotations
@@ -60,12 +65,17 @@ def _same_tensors(values) -> bool:
 
 
 def fast_call(op, input_shapes):
-    """A PyTorch call equal to `op.call`, or `None` where there is none.
+    """A binder of a PyTorch call equal to `op.call`, or `None` where there is none.
 
     Args:
         op: a layer or `keras.ops` operation of a step graph.
         input_shapes: the recorded shapes of its tensor arguments (merge
             layers take the fast call only for inputs of one shape).
+
+    Returns:
+        `bind(training) -> call`, to be called once per sequence (inside
+        the layer's call scope, after the cells' `begin_sequence`): `call`
+        takes `op.call`'s arguments and reads the variables `bind` read.
     """
     kind = type(op)
     module = kind.__module__ or ""
@@ -96,16 +106,35 @@ def _dense(layer):
         return None
     activation = _activation(layer.activation)
 
-    def call(inputs, training=None):
+    def bind(training=None):
+        kernel = layer.kernel.value
         bias = layer.bias.value if layer.bias is not None else None
-        return _apply(activation, _affine(inputs, layer.kernel.value, bias))
+        if activation is None:
+            return lambda inputs, training=None: _affine(inputs, kernel, bias)
+        return lambda inputs, training=None: activation(_affine(inputs, kernel, bias))
 
-    return call
+    return bind
 
 
 def _activation_layer(layer):
     activation = _activation(layer.activation)
-    return lambda inputs, training=None: _apply(activation, inputs)
+    if activation is None:
+        call = _identity
+    else:
+
+        def call(inputs, training=None):
+            return activation(inputs)
+
+    return _static(call)
+
+
+def _identity(inputs, training=None):
+    return inputs
+
+
+def _static(call):
+    """The binder of a call that reads no variables."""
+    return lambda training=None: call
 
 
 def _chain(torch_op):
@@ -118,7 +147,7 @@ def _chain(torch_op):
                 output = torch_op(output, x)
             return output
 
-        return call
+        return _static(call)
 
     return make
 
@@ -129,7 +158,7 @@ def _subtract(layer):
             return layer.call(inputs)
         return torch.subtract(inputs[0], inputs[1])
 
-    return call
+    return _static(call)
 
 
 def _concatenate(layer):
@@ -138,7 +167,7 @@ def _concatenate(layer):
             return layer.call(inputs)
         return torch.cat(inputs, dim=layer.axis)
 
-    return call
+    return _static(call)
 
 
 _MERGES = {"Add", "Multiply", "Subtract"}
@@ -161,7 +190,7 @@ def _binary(torch_op):
                     return torch_op(x1, x2)
             return op.call(x1, x2)
 
-        return call
+        return _static(call)
 
     return make
 
@@ -173,7 +202,7 @@ def _unary(torch_op):
                 return torch_op(x)
             return op.call(x)
 
-        return call
+        return _static(call)
 
     return make
 
@@ -190,42 +219,62 @@ _OPS = {
 
 # -- cellgraph's cells ------------------------------------------------------------
 def _cell(step):
-    """A cell's fast call: `step(cell, x, states)`, or its own call with masks."""
+    """A cell's binder: `step(weights, x, states)`, or its own call with masks.
+
+    `weights(cell)` reads the cell's variables once per sequence; a cell
+    that applies dropout masks in this sequence keeps its own call.
+    """
 
     def make(cell):
         if getattr(cell, "implementation", 1) not in (1, 2):
             return None
 
-        def call(inputs, training=None):
-            x, *states = inputs
-            if cell.dropout_masks(x, training) != (None, None) or not _same_tensors(
-                inputs
-            ):
-                return cell.call(inputs, training=training)
-            return step(cell, x, states)
+        def bind(training=None):
+            if cell.uses_dropout_masks(training):
+                return cell.call
+            weights = _Weights(cell)
 
-        return call
+            def call(inputs, training=None):
+                x, *states = inputs
+                if not _same_tensors(inputs):
+                    return cell.call(inputs, training=training)
+                return step(weights, x, states)
+
+            return call
+
+        return bind
 
     return make
 
 
-def _bias(cell):
-    return cell.bias.value if cell.bias is not None else None
+class _Weights:
+    """A cell's variables as tensors, read once; its other attributes as they are."""
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.kernel = cell.kernel.value
+        self.recurrent_kernel = cell.recurrent_kernel.value
+        self.bias = cell.bias.value if cell.bias is not None else None
+        self.activation = _activation(cell.activation)
+        self.gate = _activation(
+            getattr(cell, "recurrent_activation", None)
+            or getattr(cell, "gate_activation", None)
+        )
 
 
-def _simple_rnn_step(cell, x, states):
-    h = _affine(x, cell.kernel.value, _bias(cell))
-    h = _affine(states[0], cell.recurrent_kernel.value, h)
-    h = _apply(_activation(cell.activation), h)
+def _simple_rnn_step(w, x, states):
+    h = _affine(x, w.kernel, w.bias)
+    h = _affine(states[0], w.recurrent_kernel, h)
+    h = _apply(w.activation, h)
     return [h, h]
 
 
-def _lstm_step(cell, x, states):
+def _lstm_step(w, x, states):
     h_tm1, c_tm1 = states
-    z = _affine(h_tm1, cell.recurrent_kernel.value, torch.matmul(x, cell.kernel.value))
-    if cell.bias is not None:
-        z = torch.add(z, cell.bias.value)
-    gate, act = _activation(cell.recurrent_activation), _activation(cell.activation)
+    z = _affine(h_tm1, w.recurrent_kernel, torch.matmul(x, w.kernel))
+    if w.bias is not None:
+        z = torch.add(z, w.bias)
+    gate, act = w.gate, w.activation
     z_i, z_f, z_c, z_o = torch.split(z, z.shape[-1] // 4, dim=-1)
     i = _apply(gate, z_i)
     f = _apply(gate, z_f)
@@ -235,17 +284,14 @@ def _lstm_step(cell, x, states):
     return [h, h, c]
 
 
-def _gru_step(cell, x, states):
+def _gru_step(w, x, states):
     (h_tm1,) = states
-    if not cell.reset_after:
-        return cell.call([x, h_tm1])
-    gate, act = _activation(cell.recurrent_activation), _activation(cell.activation)
-    bias = _bias(cell)
-    matrix_x = _affine(x, cell.kernel.value, None if bias is None else bias[0])
+    if not w.cell.reset_after:
+        return w.cell.call([x, h_tm1])
+    gate, act, bias = w.gate, w.activation, w.bias
+    matrix_x = _affine(x, w.kernel, None if bias is None else bias[0])
     x_z, x_r, x_h = torch.split(matrix_x, matrix_x.shape[-1] // 3, dim=-1)
-    matrix_h = _affine(
-        h_tm1, cell.recurrent_kernel.value, None if bias is None else bias[1]
-    )
+    matrix_h = _affine(h_tm1, w.recurrent_kernel, None if bias is None else bias[1])
     h_z, h_r, h_h = torch.split(matrix_h, matrix_h.shape[-1] // 3, dim=-1)
     z = _apply(gate, x_z + h_z)
     r = _apply(gate, x_r + h_r)
@@ -254,15 +300,12 @@ def _gru_step(cell, x, states):
     return [h, h]
 
 
-def _sgu_step(cell, x, states):
+def _sgu_step(w, x, states):
     (h_tm1,) = states
-    z = _affine(x, cell.kernel.value, _bias(cell))
+    z = _affine(x, w.kernel, w.bias)
     z_f, z_c = torch.split(z, z.shape[-1] // 2, dim=-1)
-    f = _apply(
-        _activation(cell.gate_activation),
-        _affine(h_tm1, cell.recurrent_kernel.value, z_f),
-    )
-    out = f * h_tm1 + (1.0 - f) * _apply(_activation(cell.activation), z_c)
+    f = _apply(w.gate, _affine(h_tm1, w.recurrent_kernel, z_f))
+    out = f * h_tm1 + (1.0 - f) * _apply(w.activation, z_c)
     return [out, out]
 
 

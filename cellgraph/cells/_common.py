@@ -372,6 +372,17 @@ class KerasCell(RNNCell):
         """Forgets the masks drawn by `begin_sequence()`."""
         self._mask_store.masks = None
 
+    def uses_dropout_masks(self, training) -> bool:
+        """Whether `dropout_masks(x, training)` returns masks now (draws nothing)."""
+        if training is False:
+            return False
+        if getattr(self._mask_store, "masks", None) is not None:
+            return True
+        return bool(training) and (
+            self._rate_applies(self.dropout)
+            or self._rate_applies(self.recurrent_dropout)
+        )
+
     def dropout_masks(self, x, training):
         """Returns `(input_masks, recurrent_masks)` for one step.
 
