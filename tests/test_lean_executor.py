@@ -401,3 +401,24 @@ def test_a_cell_knows_whether_its_call_uses_dropout_masks():
     finally:
         cell.end_sequence()
     assert not cell.uses_dropout_masks(None)
+
+
+def test_split_and_python_numbers_run_torch_native_calls_and_agree(executor, rng):
+    # A GRU-like step written with keras.ops: equal sections of `ops.split`,
+    # Python numbers on either side of a binary op (Keras converts them at
+    # each call; the fast calls once per sequence, the same way).
+    x_t, h_tm1 = keras.Input((3,)), keras.Input((4,))
+    gx = layers.Dense(12)(x_t)
+    gh = layers.Dense(12)(h_tm1)
+    rx, zx, nx = ops.split(gx, 3, axis=-1)
+    rh, zh, nh = ops.split(gh, 3, axis=-1)
+    r, z = ops.sigmoid(rx + rh), ops.sigmoid(zx + zh)
+    n = ops.tanh(nx + r * nh)
+    h_t = (1.0 - z) * n + z * h_tm1 + 2 * (h_tm1 - 0.25) * 0.1
+    rnn = step_graph_rnn(x_t, h_tm1, h_t)
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    assert_paths_agree(on_both_paths(executor, rnn, x, training=True))
+    graph = LeanGraph.compile(rnn.step_model, rnn.dtype_policy)
+    if keras.backend.backend() == "torch":
+        fast = set(graph.fast_layers)
+        assert {"split", "split_1", "subtract", "multiply"} <= fast, fast

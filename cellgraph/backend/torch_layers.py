@@ -182,15 +182,41 @@ _LAYERS = {
 
 
 # -- keras.ops operations ---------------------------------------------------------
-def _binary(torch_op):
-    def make(op):
-        def call(x1, x2):
-            if isinstance(x1, torch.Tensor) and isinstance(x2, torch.Tensor):
-                if x1.dtype == x2.dtype and x1.is_floating_point():
-                    return torch_op(x1, x2)
-            return op.call(x1, x2)
+def _binary(torch_op, refuses_bool=False):
+    """`keras.ops` add/subtract/multiply: Keras converts, then calls `torch_op`.
 
-        return _static(call)
+    Keras converts a Python number to a tensor at every call
+    (`convert_to_tensor`: int32/int64 or the float type `floatx`); the bound
+    call converts each number once per sequence, the same way, and then
+    calls the same torch function. `subtract` casts booleans first: those
+    keep the op's own call.
+    """
+
+    def make(op):
+        def bind(training=None):
+            numbers = {}
+
+            def tensor(x):
+                if isinstance(x, torch.Tensor):
+                    return x
+                if isinstance(x, (int, float)) and not isinstance(x, bool):
+                    key = (type(x), x)
+                    if key not in numbers:
+                        numbers[key] = keras.ops.convert_to_tensor(x)
+                    return numbers[key]
+                return None
+
+            def call(x1, x2):
+                t1, t2 = tensor(x1), tensor(x2)
+                if t1 is None or t2 is None:
+                    return op.call(x1, x2)
+                if refuses_bool and torch.bool in (t1.dtype, t2.dtype):
+                    return op.call(x1, x2)
+                return torch_op(t1, t2)
+
+            return call
+
+        return bind
 
     return make
 
@@ -207,13 +233,31 @@ def _unary(torch_op):
     return make
 
 
+def _split(op):
+    """`keras.ops.split` into equal sections: `torch.split`, as Keras calls it."""
+    sections, axis = op.indices_or_sections, op.axis
+
+    def call(x):
+        if (
+            isinstance(sections, int)
+            and isinstance(x, torch.Tensor)
+            and x.shape[axis] != 0
+            and x.shape[axis] % sections == 0
+        ):
+            return list(torch.split(x, x.shape[axis] // sections, dim=axis))
+        return op.call(x)
+
+    return _static(call)
+
+
 _OPS = {
     "Add": _binary(torch.add),
-    "Subtract": _binary(torch.subtract),
+    "Subtract": _binary(torch.subtract, refuses_bool=True),
     "Multiply": _binary(torch.multiply),
     "Tanh": _unary(torch.tanh),
     "Sigmoid": _unary(torch.sigmoid),
     "Negative": _unary(torch.negative),
+    "Split": _split,
 }
 
 
