@@ -517,6 +517,11 @@ class PlanStep:
             and all(s.role == STATE for s in plan.slots)
         )
         self._num_hoisted = len(plan.index(HOISTED))
+        self._run_model = backend.loop_step(self._call_executor)
+        self._state_dtypes = [slot.dtype for slot in plan.slots]
+
+    def _call_executor(self, *tensors):
+        return self.executor(list(tensors), self.training)
 
     def _plain_call(self, inputs, states):
         plan = self.plan
@@ -525,14 +530,11 @@ class PlanStep:
         step_inputs = parts[: len(parts) - self._num_hoisted] or [None] * (
             self.layout.num_inputs
         )
-        model_inputs = [*step_inputs, *states, *self.constants]
-        outputs = backend.loop_step(
-            lambda *tensors: self.executor(list(tensors), self.training)
-        )(*model_inputs, *hoisted)
+        outputs = self._run_model(*step_inputs, *states, *self.constants, *hoisted)
         output = cast(outputs[0], plan.output_dtype)
         return output, [
-            cast(value, slot.dtype)
-            for value, slot in zip(outputs[1:], plan.slots, strict=True)
+            cast(value, dtype)
+            for value, dtype in zip(outputs[1:], self._state_dtypes, strict=True)
         ]
 
     def call(self, inputs, states):
@@ -567,9 +569,7 @@ class PlanStep:
             step_inputs, inner[STATE], self.constants, readout
         )
         # Values hoisted out of the loop follow the model's inputs.
-        outputs = backend.loop_step(
-            lambda *tensors: self.executor(list(tensors), self.training)
-        )(*model_inputs, *by_role[HOISTED])
+        outputs = self._run_model(*model_inputs, *by_role[HOISTED])
         output = cast(outputs[0], plan.output_dtype)
         new = {
             STATE: list(outputs[1:]),

@@ -292,7 +292,9 @@ def test_from_step_graph_and_step_graph_property(rng):
     states = [np.zeros((2, 4), "float32")]
     for t in range(5):
         out, states = rnn.step(x[:, t], states)
-        np.testing.assert_allclose(y[:, t], ops.convert_to_numpy(out), rtol=1e-5)
+        np.testing.assert_allclose(
+            y[:, t], ops.convert_to_numpy(out), rtol=1e-5, atol=1e-6
+        )
     with pytest.raises(TypeError, match="`graph`.*StepGraph.*Received: dict"):
         cg.RecurrentModel.from_step_graph({})
     with pytest.raises(TypeError, match="roles from the graph.*'output'"):
