@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cellgraph import _checks, _deferred, _lean, _loop, _options, backend
+from cellgraph import _checks, _deferred, _executors, _loop, _options, backend
 from cellgraph.cell import RNNCell
 from cellgraph.step_graph import (
     GraphLayout,
@@ -528,12 +528,20 @@ class RecurrentModel(keras.layers.Layer):
         mask = None if self.decode else _loop.combine_masks(mask)
         native = None
         if not teacher and mask is None:
-            native = self._native_run(xs, persistent, training)
+            native = _executors.native_run(self, xs, persistent, training)
         if native is not None:
             output, final = native
         else:
-            output, final = self._run_loop(
-                xs, persistent, batch, ground_truth, consts, mask, training, teacher
+            output, final = _executors.run_loop(
+                self,
+                xs,
+                persistent,
+                batch,
+                ground_truth,
+                consts,
+                mask,
+                training,
+                teacher,
             )
         if self.stateful:
             for variable, value in zip(self._state_variables, final):
@@ -633,169 +641,6 @@ class RecurrentModel(keras.layers.Layer):
             self.step_model, layout.join(xs, states, consts, readout), training
         )
         return outputs[0], list(outputs[1:])
-
-    def _run_loop(
-        self, xs, persistent, batch, ground_truth, consts, mask, training, teacher
-    ):
-        """Runs the step graph over time: `(output, final persistent states)`."""
-        sampled = teacher and self.teacher_force < 1.0
-        executor, hoist = self._lean_executor(), None
-        if executor is not None and not self.decode and backend.HOIST_STEP_INPUTS:
-            hoist, executor = self._lean_hoist() or (None, executor)
-        graph = self._step_graph
-        plan = _loop.LoopPlan.create(
-            graph,
-            self.compute_dtype,
-            input_dtypes=[x.dtype for x in xs],
-            input_shapes=[tuple(x.shape[2:]) for x in xs],
-            teacher=teacher,
-            sampled=sampled,
-            masked=mask is not None,
-            decode=self.decode,
-            time=self.output_length if self.decode else None,
-            zero_output_for_mask=self.zero_output_for_mask,
-            go_backwards=self.go_backwards,
-            hoisted=hoist.specs if hoist is not None else (),
-            inputs_in_loop=hoist is None or hoist.inputs_in_loop,
-        )
-        sequences = [] if self.decode else list(xs)
-        if hoist is not None:
-            hoisted = hoist.sequences(xs, training)
-            sequences = (sequences if hoist.inputs_in_loop else []) + hoisted
-        if teacher:
-            readout_dtype = plan.parts[plan.index(_loop.GROUND_TRUTH)[0]].dtype
-            truth = ops.cast(ground_truth, readout_dtype)
-            first = ops.cast(persistent[self.num_states], readout_dtype)[:, None]
-            shifted = ops.concatenate([first, truth[:, :-1]], axis=1)
-            if self.go_backwards:  # the loop reverses it again
-                shifted = ops.flip(shifted, axis=1)
-            sequences.append(shifted)
-            if sampled:
-                sequences.append(
-                    keras.random.uniform(
-                        ops.shape(truth)[:2], seed=self._seed_generator
-                    )
-                    < self.teacher_force
-                )
-        if mask is not None:
-            sequences.append(mask)
-        sequence, side = plan.pack(sequences, batch)
-
-        # Fresh tensors: a Keras mask attached to a constant (e.g. encoder
-        # outputs) means nothing inside one step.
-        step = _loop.PlanStep(
-            plan,
-            self.step_model,
-            graph.layout,
-            constants=[ops.copy(c) for c in consts],
-            captured_inputs=[ops.copy(x) for x in xs] if self.decode else None,
-            side=side,
-            training=training,
-            executor=None
-            if executor is None
-            else _lean.SequenceRun(executor, training),
-        )
-        step_layers = list(walk_layers(self.step_model))
-        if training and keras.backend.backend() == "jax":
-            _checks.refuse_per_step_randomness(self.name, step_layers)
-        sequence_layers = [
-            layer for layer in step_layers if hasattr(layer, "begin_sequence")
-        ]
-        for layer in sequence_layers:
-            layer.begin_sequence(batch, training=bool(training))
-        losses_before = len(self.step_model.losses)
-        try:
-            output, inner = _loop.run(
-                plan,
-                step,
-                sequence,
-                plan.initial_states(persistent, batch),
-                {
-                    "return_sequences": self.return_sequences,
-                    "go_backwards": self.go_backwards,
-                    "unroll": self.unroll,
-                },
-            )
-        finally:
-            for layer in sequence_layers:
-                layer.end_sequence()
-
-        if len(self.step_model.losses) > losses_before:
-            _checks.refuse_losses_added_in_the_loop(self.name, step_layers)
-        final = [
-            value
-            for slot, value in zip(plan.slots, inner)
-            if slot.role in _loop.PERSISTENT
-        ]
-        return output, final
-
-    def _native_run(self, xs, persistent, training):
-        """The backend's fused kernel for a step graph of one LSTM/GRU cell.
-
-        Returns `(output, final persistent states)`, or `None` where the
-        graph, the options or the backend call for the loop.
-        """
-        if (
-            not backend.native_kernels_available()
-            or self.decode
-            or self.unroll
-            or len(xs) != 1
-            or len(xs[0].shape) != 3
-            or keras.backend.standardize_dtype(xs[0].dtype) != self.compute_dtype
-        ):
-            return None
-        cell = self._sole_cell()
-        kernel = cell.native_kernel(training) if cell is not None else None
-        if kernel is None:
-            return None
-        kind, weights, has_biases = kernel
-        x = ops.flip(xs[0], axis=1) if self.go_backwards else xs[0]
-        states = [ops.cast(s, self.compute_dtype) for s in persistent]
-        outputs, final = backend.native_rnn(kind, x, states, weights, has_biases)
-        return (outputs if self.return_sequences else outputs[:, -1]), final
-
-    def _sole_cell(self):
-        """The cell, when the step graph is one built-in cell on `[x, *states]`."""
-
-        def find():
-            cell = _options.sole_cell(
-                self.step_model,
-                {"config": self.step_model.get_config()},
-                self._step_graph.layout,
-            )
-            return cell if hasattr(cell, "native_kernel") else None
-
-        return self._cached("_sole_cells", find)
-
-    def _lean_executor(self):
-        """The step graph's `LeanGraph`, or `None` for the model's own call.
-
-        Compiled once per step model and dtype policy (a cache of what the
-        graph is, not per-call configuration); `None` where the backend keeps
-        the generic call (`cellgraph.backend.STEP_EXECUTOR`) or the graph
-        must (`LeanGraph.reason`).
-        """
-        if not backend.lean_steps():
-            return None
-        return self._cached(
-            "_lean_graphs",
-            lambda: _lean.LeanGraph.compile(self.step_model, self.dtype_policy),
-        )
-
-    def _cached(self, name, make):
-        """`make()`, remembered per step model (the object) and dtype policy."""
-        cache = self.__dict__.setdefault(name, {})
-        key = (id(self.step_model), self.dtype_policy.name)
-        entry = cache.get(key)
-        if entry is None or entry[0] is not self.step_model:
-            entry = cache[key] = (self.step_model, make())
-        return entry[1]
-
-    def _lean_hoist(self):
-        """`(Hoist, loop LeanGraph)` for the step graph, or `None` (cached)."""
-        graph = self._lean_executor()
-        num_inputs = self._step_graph.layout.num_inputs
-        return self._cached("_lean_hoists", lambda: graph.hoist(num_inputs))
 
     def summary(self, **kwargs):
         """Prints the step graph's layers (`step_model.summary(**kwargs)`).
