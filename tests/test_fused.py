@@ -328,20 +328,20 @@ def test_dropout_one_layer_stack_draws_the_cells_masks_with_the_same_seed(rng):
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
+def linear_simple_rnn_stack(input_dim, **kwargs):
+    """2 linear SimpleRNN layers of 8 units as a sequence layer with states."""
+    stack = FusedCellStack(
+        "simple_rnn", 2, 8, activation="linear", input_dim=input_dim, **kwargs
+    )
+    return stack.get_layer(return_sequences=True, return_state=True)
+
+
 def test_input_dropout_masks_are_per_layer_and_the_same_at_every_step():
     # Linear SimpleRNN with identity kernels and no recurrence: with x = 1,
     # layer 0 outputs its input mask m0 and layer 1 outputs m0 * m1.
-    stack = FusedCellStack(
-        "simple_rnn",
-        2,
-        8,
-        activation="linear",
-        dropout=0.5,
-        kernel_initializer="identity",
-        recurrent_initializer="zeros",
-        input_dim=8,
+    rnn = linear_simple_rnn_stack(
+        8, dropout=0.5, kernel_initializer="identity", recurrent_initializer="zeros"
     )
-    rnn = stack.get_layer(return_sequences=True, return_state=True)
     x = np.ones((16, 6, 8), "float32")
     y, h0, h1 = (np_(t) for t in rnn(x, training=True))
     assert set(np.unique(y)) == {0.0, 4.0}  # m0 * m1, each 0 or 2
@@ -355,17 +355,12 @@ def test_input_dropout_masks_are_per_layer_and_the_same_at_every_step():
 
 def test_recurrent_dropout_masks_are_per_layer_and_the_same_at_every_step():
     # x = 0, h_0 = 1, identity recurrent kernels: h_t = mask ** t per layer.
-    stack = FusedCellStack(
-        "simple_rnn",
-        2,
-        8,
-        activation="linear",
+    rnn = linear_simple_rnn_stack(
+        3,
         recurrent_dropout=0.5,
         kernel_initializer="zeros",
         recurrent_initializer="identity",
-        input_dim=3,
     )
-    rnn = stack.get_layer(return_sequences=True, return_state=True)
     x = np.zeros((16, 6, 3), "float32")
     ones = np.ones((16, 8), "float32")
     y, h0, h1 = (np_(t) for t in rnn(x, initial_state=[ones, ones], training=True))
