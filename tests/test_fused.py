@@ -498,6 +498,23 @@ def test_dropout_saves_and_loads_in_safe_mode(rng, tmp_path):
     assert not np.allclose(np_(loaded(x, training=True)), expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("kind", ["sgu", "gru"])
+def test_fit_with_dropout(rng, kind):
+    stack = FusedCellStack(
+        kind, 2, UNITS, dropout=0.2, recurrent_dropout=0.2, input_dim=FEATURES, seed=1
+    )
+    model = keras.Sequential(
+        [keras.Input((TIME, FEATURES)), stack.get_layer(), keras.layers.Dense(1)]
+    )
+    model.compile("adam", "mse")
+    before = stack.get_weights()
+    x = rng.standard_normal((8, TIME, FEATURES)).astype("float32")
+    history = model.fit(x, np.ones((8, 1)), epochs=2, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    for b, w in zip(before, stack.get_weights(), strict=True):
+        assert not np.array_equal(b, w)
+
+
 @pytest.mark.parametrize("kind", ["sgu", "lstm"])
 def test_first_layer_input_size_equal_or_different(rng, kind):
     for features in (UNITS, 7):
@@ -649,9 +666,17 @@ def test_mixed_precision_computes_in_the_policy_dtype_as_the_unfused_cells(rng, 
         unfused, fused, stack = pair("gru")
         x, mask = data(rng)
         expected, got = unfused([x, mask]), fused([x, mask])
+        # dropout masks in the compute dtype, per-gate recurrent ones included
+        dropped = FusedCellStack(
+            "lstm", 2, UNITS, dropout=0.2, recurrent_dropout=0.3, input_dim=FEATURES
+        )
+        outputs = dropped.get_layer(return_state=True)(x, training=True)
     finally:
         keras.config.set_dtype_policy(previous)
     compute = policy.split("_")[1]
+    for output in outputs:
+        assert keras.backend.standardize_dtype(output.dtype) == compute
+        assert np.all(np.isfinite(np_(output).astype("float32")))
     assert stack.kernels_rest.dtype == "float32"
     for e, g in zip(expected, got, strict=True):
         assert keras.backend.standardize_dtype(g.dtype) == compute
