@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from cellgraph.cells._common import KerasCell
+from cellgraph.cells._common import KerasCell, check_implementation, project
 from cellgraph.cells.gru import GRUCell
 from cellgraph.cells.lstm import LSTMCell, lstm_gates
 from cellgraph.cells.sgu import SGUCell
@@ -125,9 +125,15 @@ class FusedCellStack(KerasCell):
     `(units,)`, named in `state_names` as the unfused cells of a
     `Superloop` are: `"sgu_0/h"`, `"lstm_3/c"` (see `layer_names`).
 
-    Dropout is not supported: `dropout` and `recurrent_dropout` must be 0
-    (use the unfused cells for dropout). Sequence masks are the engine's
-    business and apply as for the unfused cells.
+    Dropout is the unfused cells' (Keras 3's): in training, each layer gets
+    its own input and recurrent masks, drawn once per sequence by
+    `begin_sequence()` and reused at every step (fresh ones per call
+    outside a sequence; none in inference). Layer 0's input masks have the
+    step input's width, the other layers' `units`. GRU and LSTM with a
+    nonzero `recurrent_dropout` use `implementation=1`, one mask per gate,
+    as the cells do; the recurrent projections then stay one batched
+    matmul, on the masked states. Sequence masks are the engine's business
+    and apply as for the unfused cells.
 
     Args:
         cell: `"sgu"`, `"gru"`, `"lstm"` or `"simple_rnn"` (or the cell
@@ -140,17 +146,22 @@ class FusedCellStack(KerasCell):
         gate_activation: SGU gate's activation. Default: `"hard_sigmoid"`.
         reset_after: GRU's `reset_after`. Default: `True`.
         unit_forget_bias: LSTM's `unit_forget_bias`. Default: `True`.
+        implementation: GRU and LSTM's `implementation`, 1 or 2 (with 1,
+            one dropout mask per gate; forced to 1 by a nonzero
+            `recurrent_dropout`). Default: `None`, which is 2 for GRU and
+            LSTM; must be `None` for SGU and SimpleRNN.
         use_bias, kernel_initializer, recurrent_initializer,
             bias_initializer, kernel_regularizer, recurrent_regularizer,
             bias_regularizer, kernel_constraint, recurrent_constraint,
-            bias_constraint, seed, input_dim: as in the cells.
-        dropout, recurrent_dropout: must be 0.
+            bias_constraint, dropout, recurrent_dropout, seed, input_dim:
+            as in the cells (`dropout` and `recurrent_dropout` apply to
+            every layer).
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: list `[x_t, *states_tm1]`: `x_t` `(batch, input_dim)` and
             `layers * states_per_layer` states, each `(batch, units)`.
-        training: Python boolean (no effect: no dropout).
+        training: Python boolean, whether dropout is active.
 
     Output shape:
         list `[output_t, *states_t]`, each `(batch, units)`.
@@ -176,6 +187,7 @@ class FusedCellStack(KerasCell):
         *,
         reset_after: bool = True,
         unit_forget_bias: bool = True,
+        implementation: int | None = None,
         **kwargs,
     ):
         kind = _kind(cell)
@@ -185,14 +197,25 @@ class FusedCellStack(KerasCell):
                 f"Received: layers={layers!r}"
             )
         super().__init__(units, activation, **kwargs)
-        for name in ("dropout", "recurrent_dropout"):
-            if getattr(self, name):
-                raise ValueError(
-                    f"FusedCellStack: argument `{name}` must be 0: a fused "
-                    "stack does not apply dropout (use the unfused cells, "
-                    f"e.g. Superloop(fused=False)). Received: {name}="
-                    f"{getattr(self, name)!r}"
-                )
+        if kind in ("gru", "lstm"):
+            # As in GRUCell/LSTMCell: a nonzero recurrent_dropout forces
+            # implementation=1, which draws one mask per gate.
+            implementation = check_implementation(
+                "FusedCellStack", 2 if implementation is None else implementation
+            )
+            self.implementation = 1 if self.recurrent_dropout else implementation
+            if self.implementation == 1:
+                self.mask_count = KINDS[kind][1]
+        elif implementation is not None:
+            raise ValueError(
+                "FusedCellStack: argument `implementation` is for cell='gru' "
+                f"or 'lstm'. Received: cell={kind!r}, "
+                f"implementation={implementation!r}"
+            )
+        else:
+            self.implementation = None
+        # SimpleRNNCell applies a rate of 1 (drops everything), as Keras's.
+        self._full_rate_applies = KINDS[kind][0]._full_rate_applies
         if kind == "sgu" and recurrent_activation is not None:
             raise ValueError(
                 "FusedCellStack: an SGU has no `recurrent_activation`; its "
@@ -298,10 +321,68 @@ class FusedCellStack(KerasCell):
                 constraint=_per_layer(self.bias_constraint, False),
             )
 
+    # -- dropout masks -----------------------------------------------------
+    def _draw_all_masks(self, batch_size):
+        """`(input_masks, recurrent_masks)`, each `None` or one entry per layer.
+
+        Each entry is the unfused cell's: a list of `mask_count` masks,
+        `(batch, input_dim)` for layer 0's input and `(batch, units)`
+        otherwise. Drawn layer by layer, each layer in Keras's order (its
+        input masks, then its recurrent masks), so a one-layer stack draws
+        the masks of the cell with the same `seed`.
+        """
+        input_applies = self._rate_applies(self.dropout)
+        recurrent_applies = self._rate_applies(self.recurrent_dropout)
+        if not (input_applies or recurrent_applies):
+            return None, None
+        input_masks, recurrent_masks = [], []
+        for i in range(self.num_layers):
+            dim = int(self.kernel.shape[0]) if i == 0 else self.units
+            input_masks.append(
+                self._draw_masks(batch_size, dim, self.dropout, self.mask_count)
+            )
+            recurrent_masks.append(
+                self._draw_masks(
+                    batch_size, self.units, self.recurrent_dropout, self.mask_count
+                )
+            )
+        return (
+            input_masks if input_applies else None,
+            recurrent_masks if recurrent_applies else None,
+        )
+
+    def _recurrent_projection(self, h_tm1, recurrent, masks):
+        """Every layer's `h_tm1[i] @ recurrent[i]`, as one batched matmul.
+
+        With recurrent dropout, column block `g` of layer `i`'s kernel sees
+        `h_tm1[i] * masks[i][g]` (or `masks[i][0]` with one mask), as
+        `project()` does in the unfused cell.
+        """
+        states = ops.stack(h_tm1)  # (layers, batch, units)
+        if masks is None:
+            return ops.unstack(ops.matmul(states, recurrent))
+        blocks = int(recurrent.shape[-1]) // self.units
+        if len(masks[0]) == 1:
+            return ops.unstack(
+                ops.matmul(states * ops.stack([m[0] for m in masks]), recurrent)
+            )
+        n, u = self.num_layers, self.units
+        # (layers, blocks, batch, units) @ (layers, blocks, units, units)
+        masked = ops.stack(
+            [ops.stack(list(m[:blocks])) for m in masks]
+        ) * ops.expand_dims(states, 1)
+        kernels = ops.transpose(ops.reshape(recurrent, (n, u, blocks, u)), (0, 2, 1, 3))
+        projected = ops.matmul(masked, kernels)  # (layers, blocks, batch, units)
+        projected = ops.transpose(projected, (0, 2, 1, 3))
+        return ops.unstack(ops.reshape(projected, (n, -1, blocks * u)))
+
     # -- one step ----------------------------------------------------------
     def call(self, inputs, training=None):
         x, *states = inputs
         n, k, u = self.num_layers, len(self._parts), self.units
+        x_masks, h_masks = self.dropout_masks(x, training)
+        if x_masks is None:
+            x_masks = [None] * n
         h_tm1 = [states[i * k] for i in range(n)]
         # `.value`: the variables as tensors (autocast under mixed precision).
         kernels = [self.kernel]
@@ -313,17 +394,19 @@ class FusedCellStack(KerasCell):
         if self.cell == "gru" and not self.reset_after:
             candidate_kernels = ops.unstack(recurrent[:, :, 2 * u :])
             recurrent = recurrent[:, :, : 2 * u]
-        projected = ops.unstack(ops.matmul(ops.stack(h_tm1), recurrent))
+        projected = self._recurrent_projection(h_tm1, recurrent, h_masks)
         h, new_states = x, []
         for i in range(n):
             if self.cell == "sgu":
-                h = self._sgu(h, h_tm1[i], kernels[i], biases[i], projected[i])
+                h = self._sgu(
+                    h, h_tm1[i], kernels[i], biases[i], projected[i], x_masks[i]
+                )
                 new_states.append(h)
             elif self.cell == "simple_rnn":
-                h = self._simple_rnn(h, kernels[i], biases[i], projected[i])
+                h = self._simple_rnn(h, kernels[i], biases[i], projected[i], x_masks[i])
                 new_states.append(h)
             elif self.cell == "lstm":
-                z = ops.add(ops.matmul(h, kernels[i]), projected[i])
+                z = ops.add(project(h, kernels[i], x_masks[i]), projected[i])
                 if biases[i] is not None:
                     z = ops.add(z, biases[i])
                 h, c = lstm_gates(
@@ -331,35 +414,46 @@ class FusedCellStack(KerasCell):
                 )
                 new_states += [h, c]
             else:
-                candidate = None if self.reset_after else candidate_kernels[i]
+                candidate = None
+                if not self.reset_after:
+                    h_for_h = h_tm1[i] if h_masks is None else h_tm1[i] * h_masks[i][-1]
+                    candidate = (candidate_kernels[i], h_for_h)
                 h = self._gru(
-                    h, h_tm1[i], kernels[i], biases[i], projected[i], candidate
+                    h,
+                    h_tm1[i],
+                    kernels[i],
+                    biases[i],
+                    projected[i],
+                    candidate,
+                    x_masks[i],
                 )
                 new_states.append(h)
         return [h, *new_states]
 
-    def _sgu(self, x, h_tm1, kernel, bias, projected):
-        z = ops.matmul(x, kernel)
+    def _sgu(self, x, h_tm1, kernel, bias, projected, x_masks):
+        z = project(x, kernel, x_masks)
         if bias is not None:
             z = ops.add(z, bias)
         z_f, z_c = ops.split(z, 2, axis=-1)
         f = self.gate_activation(z_f + projected)
         return f * h_tm1 + (1.0 - f) * self.activation(z_c)
 
-    def _simple_rnn(self, x, kernel, bias, projected):
-        h = ops.matmul(x, kernel)
+    def _simple_rnn(self, x, kernel, bias, projected, x_masks):
+        h = project(x, kernel, x_masks)
         if bias is not None:
             h = ops.add(h, bias)
         return self.activation(h + projected)
 
-    def _gru(self, x, h_tm1, kernel, bias, projected, candidate_kernel):
+    def _gru(self, x, h_tm1, kernel, bias, projected, candidate, x_masks):
+        # `candidate`: `(kernel, masked h_tm1)` of the candidate with
+        # `reset_after=False`, `None` otherwise.
         if bias is None:
             input_bias = recurrent_bias = None
         elif self.reset_after:
             input_bias, recurrent_bias = bias[0], bias[1]
         else:
             input_bias, recurrent_bias = bias, None
-        matrix_x = ops.matmul(x, kernel)
+        matrix_x = project(x, kernel, x_masks)
         if input_bias is not None:
             matrix_x = ops.add(matrix_x, input_bias)
         x_z, x_r, x_h = ops.split(matrix_x, 3, axis=-1)
@@ -375,7 +469,8 @@ class FusedCellStack(KerasCell):
         if self.reset_after:
             hh = x_h + r * h_h
         else:
-            hh = x_h + ops.matmul(r * h_tm1, candidate_kernel)
+            candidate_kernel, h_for_h = candidate
+            hh = x_h + ops.matmul(r * h_for_h, candidate_kernel)
         return z * h_tm1 + (1.0 - z) * self.activation(hh)
 
     # -- Layer API ---------------------------------------------------------
@@ -404,6 +499,7 @@ class FusedCellStack(KerasCell):
             else serialize(self.gate_activation),
             reset_after=self.reset_after,
             unit_forget_bias=self.unit_forget_bias,
+            implementation=self.implementation,
         )
         return config
 
@@ -421,6 +517,8 @@ class FusedCellStack(KerasCell):
             config.pop("reset_after")
         if self.cell != "lstm":
             config.pop("unit_forget_bias")
+        if self.cell not in ("gru", "lstm"):
+            config.pop("implementation")
         return config
 
     @classmethod
@@ -474,7 +572,7 @@ class FusedCellStack(KerasCell):
         config = {
             key: value
             for key, value in first.get_config().items()
-            if key not in ("name", "trainable", "implementation", "input_dim")
+            if key not in ("name", "trainable", "input_dim")
         }
         stack = cls(cell=kind, layers=len(cells), **config, **kwargs)
         input_dim = int(first.kernel.shape[0])
@@ -602,6 +700,9 @@ def _kind(cell) -> str:
 
 def _comparable_config(cell) -> dict:
     config = cell.get_config()
-    for key in ("name", "input_dim", "trainable", "implementation"):
+    for key in ("name", "input_dim", "trainable"):
         config.pop(key, None)
+    if not (config["dropout"] or config["recurrent_dropout"]):
+        # Without dropout, GRU/LSTM's `implementation` changes nothing.
+        config.pop("implementation", None)
     return config
