@@ -248,9 +248,9 @@ def main(argv=None) -> dict:
     if args.anneal is not None:
         if args.push_value != "input":
             raise ValueError("--anneal needs --push-value input")
+        schedules["stack"] = common.temperature_schedule(args.anneal, cfg["epochs"])
     if args.noise and args.push_value != "input":
         raise ValueError("--noise needs --push-value input")
-        schedules["stack"] = common.temperature_schedule(args.anneal, cfg["epochs"])
     # with --round test, a rounded copy at the training capacity picks the epoch
     validators = {}
     if args.round == "test":
@@ -262,9 +262,15 @@ def main(argv=None) -> dict:
         "stack": (stack, cfg["units"]),
         "lstm": (common.lstm_baseline(2, 3, lstm_units), lstm_units),
     }
-    common.compile_models(
-        models, "sparse_categorical_crossentropy", cfg, train, LEARNING_RATE
-    )
+    loss = "sparse_categorical_crossentropy"
+    common.compile_models(models, loss, cfg, train, LEARNING_RATE)
+
+    def build():  # a fresh memory model for each random restart
+        model = build_stack_model(
+            *sizes, 2 * high, **options, round_strengths=train_round
+        )
+        return common.compile_for(model, loss, cfg, train, LEARNING_RATE)
+
     results = {
         "task": "anbn",
         "quick": args.quick,
@@ -292,6 +298,7 @@ def main(argv=None) -> dict:
             evaluators={"stack": evaluator},
             validators=validators,
             schedules=schedules,
+            builders={"stack": build},
         )
     )
     if args.round == "test":  # the same weights without the rounding, for the record

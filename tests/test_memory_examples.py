@@ -158,3 +158,26 @@ def test_copy_quick_run_returns_results(copy):
     assert results["lstm_params"] <= results["ntm_params"]
     assert 0.0 < results["zero_output_bits_error"] <= 8 * 10
     assert results["quick"] is True
+
+
+# -- random restarts picked on validation (examples/memory_common.py) -----------
+@pytest.mark.parametrize("name", ["dyck2", "anbn"])
+def test_quick_run_with_restarts_prints_the_picked_restart(name, capsys):
+    import sys
+
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))  # the examples import memory_common
+    argv = ["--quick", "--verbose", "1", "--no-baseline", "--seed", "3"]
+    argv += ["--restarts", "2", "--restart-epochs", "1", "--epochs", "3"]
+    results = load(name).main(argv)
+    rows = results["stack_restarts"]
+    assert [(row["restart"], row["seed"]) for row in rows] == [(0, 3), (1, 4)]
+    # the pick is the best validation row: exact first, then the lower loss
+    best = max(rows, key=lambda row: (row["val_exact"], -row["val_loss"]))
+    assert results["stack_picked_restart"] == best["restart"]
+    assert results["stack_picked_seed"] == 3 + best["restart"]
+    assert results["stack_epochs"] == 3
+    out = capsys.readouterr().out
+    picked = best["restart"]
+    assert f"stack: picked restart {picked} (seed {3 + picked})" in out
+    assert out.count("stack restart {") == 2

@@ -104,6 +104,117 @@ def test_bad_command_lines_are_refused(common):
         common.parse_args("x", ["--budget", "-5"])
 
 
+def test_selection_key_orders_metrics_then_the_validation_loss(common):
+    key = common.selection_key
+    assert key({"exact": 1.0}, 0.2, "exact") == (1.0, -0.2)
+    # more exact beats a lower loss; on ties the lower loss wins
+    assert key({"exact": 0.9}, 0.1, "exact") < key({"exact": 1.0}, 0.5, "exact")
+    assert key({"exact": 1.0}, 0.3, "exact") < key({"exact": 1.0}, 0.2, "exact")
+    # a tuple: in order, "-name" where lower is better
+    both = ("exact", "-bits")
+    assert key({"exact": 1.0, "bits": 2.0}, 0.1, both) == (1.0, -2.0, -0.1)
+    better = key({"exact": 1.0, "bits": 1.0}, 0.9, both)
+    assert better > key({"exact": 1.0, "bits": 2.0}, 0.1, both)
+
+
+def test_pick_restart_takes_the_best_key_and_the_first_on_ties(common):
+    assert common.pick_restart([(0.0, -0.3), (1.0, -0.2), (1.0, -0.1)]) == 2
+    assert common.pick_restart([(1.0, -0.1), (0.5, 0.0), (1.0, -0.1)]) == 0
+    with pytest.raises(ValueError, match="at least one restart"):
+        common.pick_restart([])
+
+
+def stub_model(bias):
+    """A sequence model that outputs `bias` everywhere on zero inputs (lr 0)."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 1)),
+            keras.layers.Dense(
+                1, bias_initializer=keras.initializers.Constant(bias), name="out"
+            ),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    return model
+
+
+def stub_data(num, steps, value):
+    return {
+        "inputs": np.full((num, steps, 1), value, "float32"),
+        "targets": np.zeros((num, steps), "int64"),
+        "weights": np.ones((num, steps), "float32"),
+        "steps": np.full(num, steps),
+    }
+
+
+def test_restarts_are_picked_on_the_validation_split(common, capsys):
+    # restart k outputs biases[k]; the stub score is the mean output on the
+    # data it is given, and records which data that was
+    biases = iter([0.3, 0.5])
+    seen = []
+
+    def score(outputs, data):
+        seen.append(data["name"])
+        return {"exact": float(np.mean(outputs))}
+
+    train = stub_data(8, 4, 1.0)
+    valid = {**stub_data(4, 4, 0.0), "name": "valid"}
+    first = stub_model(0.1)
+    model, summary, rows = common.train_with_restarts(
+        lambda: stub_model(next(biases)),
+        first,
+        restarts=3,
+        restart_epochs=1,
+        epochs=3,
+        seed=5,
+        name="stub",
+        train=train,
+        valid=valid,
+        score=score,
+        primary="exact",
+        batch_size=4,
+        verbose=1,
+    )
+    assert [row["restart"] for row in rows] == [0, 1, 2]
+    assert [row["seed"] for row in rows] == [5, 6, 7]
+    np.testing.assert_allclose([row["val_exact"] for row in rows], [0.1, 0.3, 0.5])
+    assert (summary["restart"], summary["seed"]) == (2, 7)
+    assert model is not first
+    np.testing.assert_allclose(model.get_layer("out").bias.numpy(), [0.5])
+    # the picked restart trained on to 3 epochs; the others stopped after 1
+    assert summary["epochs"] == 3 and [h["epoch"] for h in summary["history"]] == [
+        1,
+        2,
+        3,
+    ]
+    assert set(seen) == {"valid"} and len(seen) == 3 + 2
+    assert "stub: picked restart 2 (seed 7)" in capsys.readouterr().out
+
+
+def test_restart_options_need_a_config_that_holds_them(common):
+    args = common.parse_args("x", ["--restarts", "4", "--restart-epochs", "3"])
+    cfg = common.configure(args, {"epochs": 30}, {"epochs": 5})
+    assert (cfg["restarts"], cfg["restart_epochs"]) == (4, 3)
+    cfg = common.configure(
+        common.parse_args("x", ["--restarts", "2"]), {"epochs": 30}, {}
+    )
+    assert (cfg["restarts"], cfg["restart_epochs"]) == (2, 3)  # a tenth
+    assert (
+        common.configure(common.parse_args("x", []), {"epochs": 30}, {})["restarts"]
+        == 1
+    )
+    with pytest.raises(ValueError, match="restart_epochs=40, epochs=30"):
+        common.configure(
+            common.parse_args("x", ["--restarts", "2", "--restart-epochs", "40"]),
+            {"epochs": 30},
+            {},
+        )
+    with pytest.raises(SystemExit):
+        common.parse_args("x", ["--restarts", "0"])
+
+
 # -- transduction ----------------------------------------------------------------
 def test_transduction_settings_are_the_papers(transduction):
     assert transduction.VOCAB == 128
