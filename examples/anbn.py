@@ -193,7 +193,9 @@ def make_data(ns) -> dict[str, np.ndarray]:
 
 def score(outputs, data) -> dict:
     """`exact`: strings whose deterministic part is right; `max_n`: the
-    largest n up to which every string is right (0 if the first is wrong)."""
+    largest n up to which every string is right (0 if the first is wrong);
+    `det_loss`: the cross-entropy averaged over the deterministic steps only
+    (what the task scores, without the unpredictable first half)."""
     right = np.asarray(outputs).argmax(-1) == data["targets"]
     scored = data["deterministic"] > 0
     exact = np.all(right | ~scored, axis=1)
@@ -201,7 +203,12 @@ def score(outputs, data) -> dict:
     wrong = np.flatnonzero(~exact[order])
     ns = data["n"][order]
     max_n = int(ns[-1]) if len(wrong) == 0 else int(ns[wrong[0]] - 1)
-    return {"exact": float(np.mean(exact)), "max_n": float(max_n)}
+    det_loss = common.weighted_loss(outputs, data["targets"], data["deterministic"])
+    return {
+        "exact": float(np.mean(exact)),
+        "max_n": float(max_n),
+        "det_loss": det_loss,
+    }
 
 
 def add_arguments(parser) -> None:
@@ -265,11 +272,10 @@ def main(argv=None) -> dict:
     loss = "sparse_categorical_crossentropy"
     common.compile_models(models, loss, cfg, train, LEARNING_RATE)
 
-    def build():  # a fresh memory model for each random restart
-        model = build_stack_model(
+    def build():  # a fresh memory model's weights for each random restart
+        return build_stack_model(
             *sizes, 2 * high, **options, round_strengths=train_round
         )
-        return common.compile_for(model, loss, cfg, train, LEARNING_RATE)
 
     results = {
         "task": "anbn",

@@ -127,6 +127,8 @@ FULL = {
     "valid": 500,
     "test": 1000,
     "epochs": 150,
+    "restarts": 6,
+    "restart_epochs": 15,
     "decay": True,
     "budget": 480,
     "units": 32,
@@ -141,7 +143,8 @@ QUICK = {
     "train": 512,
     "valid": 128,
     "test": 128,
-    "epochs": 10,
+    "epochs": 30,
+    "lr": 1e-2,  # the stateless model learns too slowly at 3e-3 for a smoke run
     "units": 16,
     "width": 4,
     "batch": 32,
@@ -245,7 +248,12 @@ def score(outputs, data) -> dict:
 
 
 def add_arguments(parser) -> None:
-    common.add_stack_arguments(parser, round_default="none")
+    common.add_stack_arguments(
+        parser,
+        round_default="test",
+        controller_default="dense",
+        push_value_default="input",
+    )
     parser.add_argument(
         "--readout",
         choices=("both", "read"),
@@ -303,11 +311,10 @@ def main(argv=None) -> dict:
     loss = "binary_crossentropy"
     common.compile_models(models, loss, cfg, train, LEARNING_RATE)
 
-    def build():  # a fresh memory model for each random restart
-        model = build_stack_model(
+    def build():  # a fresh memory model's weights for each random restart
+        return build_stack_model(
             *sizes, train_steps, **options, round_strengths=train_round
         )
-        return common.compile_for(model, loss, cfg, train, LEARNING_RATE)
 
     results = {
         "task": "dyck2",

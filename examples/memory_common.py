@@ -278,18 +278,24 @@ def stack_control(
     return keras.layers.Concatenate(name="stack_control")([value, strengths])
 
 
-def add_stack_arguments(parser, round_default: str) -> None:
+def add_stack_arguments(
+    parser,
+    round_default: str,
+    controller_default: str = "lstm",
+    push_value_default: str = "controller",
+) -> None:
     """The `Stack` model's flags shared by dyck2.py and anbn.py.
 
     Args:
         parser: the example's `argparse.ArgumentParser`.
-        round_default: the default of `--round` (each example's is chosen on
-            its validation split, docs/memory_tasks.md).
+        round_default, controller_default, push_value_default: the defaults
+            of `--round`, `--controller` and `--push-value` (each example's
+            are chosen on its validation split, docs/memory_tasks.md).
     """
     parser.add_argument(
         "--controller",
         choices=("lstm", "dense"),
-        default="lstm",
+        default=controller_default,
         help="the controller: an LSTM, or a stateless Dense layer (the stack "
         "is then the only memory)",
     )
@@ -310,7 +316,7 @@ def add_stack_arguments(parser, round_default: str) -> None:
     parser.add_argument(
         "--push-value",
         choices=("controller", "input"),
-        default="controller",
+        default=push_value_default,
         help="what the pushed value is a function of: the controller's "
         "output h_t, or this step's input symbol x_t only",
     )
@@ -638,7 +644,7 @@ def pick_restart(keys: list[tuple]) -> int:
 
 def train_with_restarts(
     build: Callable[[], keras.Model],
-    first: keras.Model,
+    model: keras.Model,
     restarts: int,
     restart_epochs: int,
     epochs: int,
@@ -648,18 +654,21 @@ def train_with_restarts(
 ) -> tuple[keras.Model, dict, list[dict]]:
     """Random restarts picked on the validation split, then one full run.
 
-    Restart `k` (0-based) is a model whose weights are initialised with seed
-    `seed + k` (restart 0 is `first`, built by the caller; restart `k >= 1`
-    is `build()` after `keras.utils.set_random_seed(seed + k)`), and whose
-    batches are shuffled with seed `seed + k`; the data are the same for
-    all. Each trains `restart_epochs` epochs; the one with the best
-    validation key over its epochs (`selection_key`, as for epochs: the
-    test sets take no part) trains on to `epochs` epochs in all, and its
-    best epoch's weights are loaded into it.
+    Restart `k` (0-based) starts from initial weights drawn with seed
+    `seed + k` and shuffles its batches with seed `seed + k`; the data are
+    the same for all. Restart 0 starts from `model`'s own weights; restart
+    `k >= 1` from those of `build()`, a fresh model of the same layout built
+    after `keras.utils.set_random_seed(seed + k)`, copied into `model` (so
+    that its compiled training function is reused), with the optimizer's
+    state (step count, moments) set back to its initial values. Each trains
+    `restart_epochs` epochs; the one with the best validation key over its
+    epochs (`selection_key`, as for epochs: no test set takes part) gets its
+    weights and optimizer state back and trains on to `epochs` epochs in
+    all; its best epoch's weights are then loaded.
 
     Args:
-        build: builds and compiles a fresh model of the same layout.
-        first: restart 0, compiled.
+        build: builds a fresh (uncompiled) model of `model`'s layout.
+        model: the compiled model to train.
         restarts, restart_epochs, epochs: see above.
         seed: the run's seed.
         name: the model's name in the printed lines.
@@ -667,21 +676,26 @@ def train_with_restarts(
             `primary`, `batch_size`, `budget`, `patience`, ...).
 
     Returns:
-        `(model, summary, restart_rows)`: the trained model (not always
-        `first`), its `Training.summary()` with `restart` and `seed` added,
-        and per restart `{"restart", "seed", "best_epoch", "seconds",
-        "val_loss", "val_<metric>"...}` after its `restart_epochs` epochs
-        (its best epoch's validation figures).
+        `(model, summary, restart_rows)`: the trained model, its
+        `Training.summary()` with `restart` and `seed` added, and per
+        restart `{"restart", "seed", "best_epoch", "seconds", "val_loss",
+        "val_<metric>"...}` after its `restart_epochs` epochs (its best
+        epoch's validation figures).
     """
-    trainings, rows = [], []
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    initial_optimizer = [v.numpy() for v in optimizer.variables]
+    trainings, states, rows = [], [], []
     for k in range(restarts):
-        if k == 0:
-            model = first
-        else:
+        if k > 0:
             keras.utils.set_random_seed(seed + k)
-            model = build()
+            model.set_weights(build().get_weights())
+            for variable, value in zip(optimizer.variables, initial_optimizer):
+                variable.assign(value)
         training = Training(model, seed=seed + k, name=f"{name}[{k}]", **options)
         training.run(restart_epochs)
+        states.append((model.get_weights(), [v.numpy() for v in optimizer.variables]))
         row = {
             "restart": k,
             "seed": seed + k,
@@ -695,15 +709,18 @@ def train_with_restarts(
         if options.get("verbose", 1):
             print(f"{name} restart {json.dumps(row)}", flush=True)
     picked = pick_restart([t.best_key for t in trainings])
-    training = trainings[picked]
     if options.get("verbose", 1):
         print(
             f"{name}: picked restart {picked} (seed {seed + picked}) on the "
             f"validation split",
             flush=True,
         )
-    training.run(epochs)
-    model = training.restore()
+    weights, optimizer_values = states[picked]
+    model.set_weights(weights)
+    for variable, value in zip(optimizer.variables, optimizer_values):
+        variable.assign(value)
+    training = trainings[picked]
+    training.run(epochs).restore()
     summary = {**training.summary(), "restart": picked, "seed": seed + picked}
     return model, summary, rows
 
@@ -741,7 +758,7 @@ def compare(
             epoch, to pick the best one, and at the end).
         schedules: optional `{name: schedule}`, see `fit`.
         builders: optional `{name: build}`, where `build()` returns a fresh
-            compiled model of the same layout: with `cfg["restarts"] > 1`
+            model of the same layout: with `cfg["restarts"] > 1`
             such a model is trained with `train_with_restarts` (seeds
             `cfg["seed"]`, `+ 1`, ...; `cfg["restart_epochs"]` each; the
             best on `valid` trains on), the others as before.

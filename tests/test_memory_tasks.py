@@ -124,7 +124,7 @@ def test_pick_restart_takes_the_best_key_and_the_first_on_ties(common):
         common.pick_restart([])
 
 
-def stub_model(bias):
+def stub_model(bias, compiled=True):
     """A sequence model that outputs `bias` everywhere on zero inputs (lr 0)."""
     import keras
 
@@ -136,7 +136,8 @@ def stub_model(bias):
             ),
         ]
     )
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    if compiled:
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
     return model
 
 
@@ -163,7 +164,7 @@ def test_restarts_are_picked_on_the_validation_split(common, capsys):
     valid = {**stub_data(4, 4, 0.0), "name": "valid"}
     first = stub_model(0.1)
     model, summary, rows = common.train_with_restarts(
-        lambda: stub_model(next(biases)),
+        lambda: stub_model(next(biases), compiled=False),
         first,
         restarts=3,
         restart_epochs=1,
@@ -181,7 +182,8 @@ def test_restarts_are_picked_on_the_validation_split(common, capsys):
     assert [row["seed"] for row in rows] == [5, 6, 7]
     np.testing.assert_allclose([row["val_exact"] for row in rows], [0.1, 0.3, 0.5])
     assert (summary["restart"], summary["seed"]) == (2, 7)
-    assert model is not first
+    # one model trained throughout: each restart's weights are copied into it
+    assert model is first
     np.testing.assert_allclose(model.get_layer("out").bias.numpy(), [0.5])
     # the picked restart trained on to 3 epochs; the others stopped after 1
     assert summary["epochs"] == 3 and [h["epoch"] for h in summary["history"]] == [
@@ -372,7 +374,11 @@ def test_anbn_score_finds_the_largest_n_solved(anbn):
     outputs = np.eye(3)[data["targets"]]
     outputs[1, 6] = np.eye(3)[anbn.A]  # n = 4 wrong in its deterministic part
     outputs[2, 0] = np.eye(3)[anbn.B]  # n = 3 wrong outside it: still right
-    assert anbn.score(outputs, data) == {"exact": pytest.approx(2 / 3), "max_n": 3.0}
+    scores = anbn.score(outputs, data)
+    assert (scores["exact"], scores["max_n"]) == (pytest.approx(2 / 3), 3.0)
+    # det_loss: one of the 2 + 4 + 3 deterministic steps is certain and wrong
+    expected = -np.log(1e-7) / 9
+    np.testing.assert_allclose(scores["det_loss"], expected, rtol=1e-6)
 
 
 # -- quick runs: each must beat the best constant predictor -----------------------
@@ -444,3 +450,48 @@ def test_quick_run_with_the_stack_options(name):
     assert results["stack_epochs"] == 2 and "lstm_epochs" not in results
     # the rounded copy is scored on the test; the same weights unrounded too
     assert {"stack_test_exact", "stack_test_soft_exact"} <= set(results)
+
+
+def test_a_restart_starts_the_optimizer_afresh(common):
+    import keras
+
+    # Adam at lr 0.1 on y = 0. Restart 1 starts from seed 1's weights with
+    # the step count and moments of a new optimizer, so after its 2 epochs
+    # (one batch each) it equals a model built with seed 1 and trained 2 steps
+    def make(compiled=True):
+        model = keras.Sequential([keras.Input((None, 1)), keras.layers.Dense(1)])
+        if compiled:
+            model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+        return model
+
+    data = {**stub_data(4, 2, 1.0), "targets": np.zeros((4, 2, 1), "float32")}
+    calls = []
+
+    def score(outputs, data):  # every epoch better: restart 1, its epoch 2
+        calls.append(None)
+        return {"exact": float(len(calls))}
+
+    keras.utils.set_random_seed(1)
+    reference = make()
+    for _ in range(2):
+        reference.train_on_batch(data["inputs"], data["targets"], data["weights"])
+    keras.utils.set_random_seed(0)
+    model, summary, rows = common.train_with_restarts(
+        lambda: make(compiled=False),
+        make(),
+        restarts=2,
+        restart_epochs=2,
+        epochs=2,
+        seed=0,
+        train=data,
+        valid=data,
+        score=score,
+        primary="exact",
+        batch_size=4,
+        verbose=0,
+    )
+    assert (summary["restart"], summary["best_epoch"], len(calls)) == (1, 2, 4)
+    assert int(model.optimizer.iterations.numpy()) == 2
+    for got, expected in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert not np.allclose(reference.get_weights()[0], make().get_weights()[0])
