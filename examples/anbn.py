@@ -17,13 +17,16 @@ the stack after this step's push or pop). By default (`--round train`,
 chosen on the validation split) the stack rounds its push and pop strengths
 to 0 or 1, in training with a straight-through gradient
 (`Stack(round_strengths=True)`); `--round none` is the plain continuous
-stack. The stack's buffer shifts by one slot per step, so its capacity
-counts steps: 40 in training, 120 in a copy of the model for the test
-(capacity holds no weights). The baseline is an
+stack. The full run makes 6 random restarts of 10 epochs (seeds
+seed..seed+5, `--restarts`, `--restart-epochs`); the one best on the
+validation split trains on to 30 epochs. The stack's buffer shifts by one
+slot per step, so its capacity counts steps: 40 in training, 120 in a copy
+of the model for the test (capacity holds no weights). The baseline is an
 LSTM with at least as many weights, trained on the same data in the same
 run. The validation split holds fresh strings at the training lengths,
 which, as there is one string per n, are the training strings themselves:
-it picks the best epoch, and nothing sees the test lengths.
+it picks the best epoch and the best restart (by the strings right, then
+the loss on the deterministic steps), and nothing sees the test lengths.
 
     python examples/anbn.py            # full run
     python examples/anbn.py --quick    # smoke run
@@ -135,6 +138,8 @@ FULL = {
     "train": 4000,
     "valid": 20,
     "epochs": 30,
+    "restarts": 6,
+    "restart_epochs": 10,
     "patience": 8,
     "budget": 240,
     "units": 16,

@@ -264,6 +264,15 @@ def test_transduction_push_and_pop_biases_start_the_strengths(transduction):
     )
 
 
+def test_transduction_defaults_are_per_task(transduction):
+    # the copy's defaults are the flags that solved it on the validation split
+    assert transduction.TASK_DEFAULTS == {
+        "reverse": {"push_bias": 0.0, "pop_bias": 0.0, "lr": 3e-3},
+        "copy": {"push_bias": 2.0, "pop_bias": -3.0, "lr": 1e-3},
+    }
+    assert transduction.per_task("pop_bias") == "reverse: 0; copy: -3"
+
+
 # -- NTM copy and associative recall --------------------------------------------
 def test_ntm_settings_are_the_papers(ntm):
     assert ntm.FULL["copy"]["train_lengths"] == (1, 20)
@@ -401,6 +410,9 @@ def test_quick_run_beats_the_constant_predictor(name, argv, model):
         assert results[f"{key}_train_seconds"] > 0.0
     assert results["lstm_params"] >= results[f"{model}_params"]
     assert results[f"{model}_valid_loss"] < 0.95 * results["constant_valid_loss"]
+    if argv == ["--task", "copy"]:  # the copy task's own defaults
+        assert (results["push_bias"], results["pop_bias"]) == (2.0, -3.0)
+        assert results["config"]["lr"] == 1e-3
 
 
 # -- the stack options of dyck2.py and anbn.py ------------------------------------
