@@ -122,6 +122,8 @@ def configure(args: argparse.Namespace, full: dict, quick: dict) -> dict:
     cfg.setdefault("restarts", 1)
     if cfg["restarts"] > 1:
         cfg.setdefault("restart_epochs", max(1, cfg["epochs"] // 10))
+        if args.restart_epochs is None:  # the config's, for fewer --epochs
+            cfg["restart_epochs"] = min(cfg["restart_epochs"], cfg["epochs"])
         if cfg["restart_epochs"] > cfg["epochs"]:
             raise ValueError(
                 f"--restart-epochs must be at most --epochs. Received: "

@@ -17,7 +17,9 @@ uses capacity `2 * 64 + 1`, the test a copy of the model with capacity
 `2 * 128 + 1` (capacity holds no weights; the weights are copied). The
 baseline is an LSTM with at least as many weights, trained on the same data
 in the same run; the best epoch of each is picked on a validation split at
-the training lengths.
+the training lengths. `--push-bias`, `--pop-bias` and `--lr` default per
+task (`TASK_DEFAULTS`, chosen on the validation split): the copy's queue
+starts with push ~0.88 and pop ~0.05 and trains at 1e-3.
 
     python examples/transduction.py --task reverse          # full run
     python examples/transduction.py --task copy --quick     # smoke run

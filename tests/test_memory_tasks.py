@@ -213,6 +213,12 @@ def test_restart_options_need_a_config_that_holds_them(common):
             {"epochs": 30},
             {},
         )
+    # a config's restart epochs shrink with fewer --epochs; the command line's don't
+    args = common.parse_args("x", ["--epochs", "5"])
+    cfg = common.configure(
+        args, {"epochs": 30, "restarts": 6, "restart_epochs": 10}, {}
+    )
+    assert (cfg["restarts"], cfg["restart_epochs"]) == (6, 5)
     with pytest.raises(SystemExit):
         common.parse_args("x", ["--restarts", "0"])
 
