@@ -298,6 +298,11 @@ def main(argv=None) -> dict:
             cfg,
             vocab,
             evaluators={"memory": evaluator},
+            builders={  # fresh weights for --restarts
+                "memory": lambda: build_memory_model(
+                    args.task, *sizes, steps_for(cfg["train_lengths"][1]), *biases
+                )
+            },
         )
     )
     return common.report(results, args.out)

@@ -186,3 +186,20 @@ def test_quick_run_with_restarts_prints_the_picked_restart(name, capsys):
     picked = best["restart"]
     assert f"stack: picked restart {picked} (seed {3 + picked})" in out
     assert out.count("stack restart {") == 2
+
+
+@pytest.mark.parametrize(
+    "name, task, model",
+    [("transduction", "copy", "memory"), ("ntm_tasks", "recall", "ntm")],
+)
+def test_the_other_memory_examples_take_restarts(name, task, model):
+    import sys
+
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    argv = ["--quick", "--verbose", "0", "--no-baseline", "--task", task]
+    argv += ["--restarts", "2", "--restart-epochs", "1", "--epochs", "2"]
+    results = load(name).main(argv)
+    assert [row["seed"] for row in results[f"{model}_restarts"]] == [0, 1]
+    assert results[f"{model}_picked_restart"] in (0, 1)
+    assert results[f"{model}_epochs"] == 2
