@@ -38,6 +38,8 @@ import numpy as np  # noqa: E402
 import cellgraph as cg  # noqa: E402
 
 EPSILON = 1e-7
+# the options a config holds and the command line may override
+CONFIG_OPTIONS = ("epochs", "train", "units", "budget", "width", "lr", "patience")
 
 
 # -- command line --------------------------------------------------------------
@@ -55,9 +57,9 @@ def parse_args(
         add_arguments: an optional callable adding the example's own options.
 
     Returns:
-        The parsed namespace; `--epochs`, `--train`, `--units` and
-        `--budget`, `--width` and `--lr` are `None` unless given (the
-        config decides).
+        The parsed namespace; `--epochs`, `--train`, `--units`, `--budget`,
+        `--width`, `--lr`, `--patience`, `--restarts` and `--restart-epochs`
+        are `None` unless given (the config decides).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smoke run (seconds)")
@@ -79,16 +81,28 @@ def parse_args(
     parser.add_argument(
         "--no-baseline", action="store_true", help="train the memory model only"
     )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=None,
+        help="random restarts of the memory model (seeds seed, seed+1, ...): "
+        "each trains --restart-epochs epochs, the best on the validation "
+        "split trains on to --epochs",
+    )
+    parser.add_argument(
+        "--restart-epochs", type=int, default=None, help="epochs of each restart"
+    )
     parser.add_argument("--verbose", type=int, default=None, help="0: quiet")
     parser.add_argument("--no-jit", action="store_true", help="no XLA compilation")
     parser.add_argument("--out", default=None, help="also write the results here")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ("epochs", "train", "units", "budget", "width", "lr", "patience"):
+    for name in (*CONFIG_OPTIONS, "restarts", "restart_epochs"):
         value = getattr(args, name)
         if value is not None and value <= 0:
-            parser.error(f"argument --{name}: must be >= 1 (got {value})")
+            flag = name.replace("_", "-")
+            parser.error(f"argument --{flag}: must be >= 1 (got {value})")
     return args
 
 
@@ -98,11 +112,23 @@ def configure(args: argparse.Namespace, full: dict, quick: dict) -> dict:
     `cfg["lr"]` (if set) replaces the example's learning rate, `cfg["decay"]`
     turns on the cosine decay, `cfg["baseline"]` is False with
     `--no-baseline` (exploratory runs of the memory model alone).
+    `cfg["restarts"]` is 1 unless set; with more, `cfg["restart_epochs"]`
+    defaults to a tenth of the epochs (see `train_with_restarts`).
     """
     cfg = dict(quick if args.quick else full)
-    for name in ("epochs", "train", "units", "budget", "width", "lr", "patience"):
+    for name in (*CONFIG_OPTIONS, "restarts", "restart_epochs"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
+    cfg.setdefault("restarts", 1)
+    if cfg["restarts"] > 1:
+        cfg.setdefault("restart_epochs", max(1, cfg["epochs"] // 10))
+        if args.restart_epochs is None:  # the config's, for fewer --epochs
+            cfg["restart_epochs"] = min(cfg["restart_epochs"], cfg["epochs"])
+        if cfg["restart_epochs"] > cfg["epochs"]:
+            raise ValueError(
+                f"--restart-epochs must be at most --epochs. Received: "
+                f"restart_epochs={cfg['restart_epochs']}, epochs={cfg['epochs']}"
+            )
     cfg["decay"] = cfg.get("decay", False) or args.decay
     cfg["baseline"] = not args.no_baseline
     cfg["jit"] = cfg.get("jit", False) and not args.no_jit
@@ -254,18 +280,24 @@ def stack_control(
     return keras.layers.Concatenate(name="stack_control")([value, strengths])
 
 
-def add_stack_arguments(parser, round_default: str) -> None:
+def add_stack_arguments(
+    parser,
+    round_default: str,
+    controller_default: str = "lstm",
+    push_value_default: str = "controller",
+) -> None:
     """The `Stack` model's flags shared by dyck2.py and anbn.py.
 
     Args:
         parser: the example's `argparse.ArgumentParser`.
-        round_default: the default of `--round` (each example's is chosen on
-            its validation split, docs/memory_tasks.md).
+        round_default, controller_default, push_value_default: the defaults
+            of `--round`, `--controller` and `--push-value` (each example's
+            are chosen on its validation split, docs/memory_tasks.md).
     """
     parser.add_argument(
         "--controller",
         choices=("lstm", "dense"),
-        default="lstm",
+        default=controller_default,
         help="the controller: an LSTM, or a stateless Dense layer (the stack "
         "is then the only memory)",
     )
@@ -286,7 +318,7 @@ def add_stack_arguments(parser, round_default: str) -> None:
     parser.add_argument(
         "--push-value",
         choices=("controller", "input"),
-        default="controller",
+        default=push_value_default,
         help="what the pushed value is a function of: the controller's "
         "output h_t, or this step's input symbol x_t only",
     )
@@ -330,19 +362,26 @@ def compile_model(
 # -- batches and training ----------------------------------------------------------
 
 
-def compile_models(models: dict, loss: str, cfg: dict, train, learning_rate: float):
-    """Compiles every model of `{name: (model, units)}` the same way.
+def compile_for(
+    model: keras.Model, loss: str, cfg: dict, train, learning_rate: float
+) -> keras.Model:
+    """Compiles one model for the run (`compile_model` with the run's config).
 
     `cfg["lr"]`, when given, overrides the task's default `learning_rate`.
     """
+    return compile_model(
+        model,
+        loss,
+        cfg.get("lr", learning_rate),
+        cfg["jit"],
+        decay_steps=decay_steps(train, cfg),
+    )
+
+
+def compile_models(models: dict, loss: str, cfg: dict, train, learning_rate: float):
+    """Compiles every model of `{name: (model, units)}` the same way (`compile_for`)."""
     for model, _ in models.values():
-        compile_model(
-            model,
-            loss,
-            cfg.get("lr", learning_rate),
-            cfg["jit"],
-            decay_steps=decay_steps(train, cfg),
-        )
+        compile_for(model, loss, cfg, train, learning_rate)
 
 
 def run_config(cfg: dict) -> dict:
@@ -423,12 +462,139 @@ def constant_outputs(train: dict, data: dict, classes: int) -> np.ndarray:
     return np.broadcast_to(frequencies.astype("float32"), shape)
 
 
+def selection_key(val_score: dict, val_loss: float, primary) -> tuple:
+    """What picks the best epoch and the best restart: higher is better.
+
+    `primary` names a metric of `val_score`, or a tuple of them compared in
+    order (a name with a leading `-` is one where lower is better); the
+    validation loss breaks the remaining ties (lower is better).
+    """
+    names = (primary,) if isinstance(primary, str) else tuple(primary)
+    key = [
+        -val_score[name[1:]] if name.startswith("-") else val_score[name]
+        for name in names
+    ]
+    return (*key, -val_loss)
+
+
+class Training:
+    """One model's training run, which can be continued (for restarts).
+
+    After each epoch the model is scored on `valid` (the training lengths,
+    fresh data) and the weights of the best epoch by `selection_key` are
+    kept. With a `validator` (a model with the same weights layout, e.g. one
+    whose stack rounds its strengths), the validator gets the weights and is
+    scored instead of the model. `schedule(model, epoch)`, if given, runs
+    before each epoch (e.g. to lower a temperature). `run(epochs)` trains up
+    to epoch `epochs` in all, and stops early after `patience` epochs
+    without a better one or at the end of the first epoch that ends past
+    `budget` seconds (both counted over every `run` of this training);
+    `restore()` then loads the best epoch's weights.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        train: dict,
+        valid: dict,
+        score: Callable[[np.ndarray, dict], dict],
+        primary,
+        batch_size: int,
+        seed: int = 0,
+        budget: float | None = None,
+        patience: int | None = None,
+        multiple: int = 16,
+        verbose: int = 1,
+        name: str = "model",
+        validator: keras.Model | None = None,
+        schedule: Callable[[keras.Model, int], None] | None = None,
+    ):
+        self.model, self.train, self.valid = model, train, valid
+        self.score, self.primary = score, primary
+        self.batch_size, self.seed, self.multiple = batch_size, seed, multiple
+        self.budget, self.patience = budget, patience
+        self.verbose, self.name = verbose, name
+        self.validator, self.schedule = validator, schedule
+        self.rng = np.random.default_rng(seed)
+        self.history: list[dict] = []
+        self.best_key, self.best_weights, self.best_epoch = None, None, 0
+        self.best_score: dict = {}
+        self.best_loss = float("nan")
+        self.seconds = 0.0
+        self.stopped = False
+
+    def run(self, epochs: int) -> Training:
+        """Trains until epoch `epochs` (in all) or an early stop; returns self."""
+        train = self.train
+        start = time.perf_counter() - self.seconds
+        for epoch in range(len(self.history) + 1, epochs + 1):
+            if self.stopped:
+                break
+            if self.schedule is not None:
+                self.schedule(self.model, epoch)
+            losses = []
+            for indices, steps in length_batches(
+                train, self.batch_size, self.rng, self.multiple
+            ):
+                loss = self.model.train_on_batch(
+                    train["inputs"][indices, :steps],
+                    train["targets"][indices, :steps],
+                    sample_weight=train["weights"][indices, :steps],
+                )
+                losses.append(float(np.asarray(loss).reshape(-1)[0]))
+            scored = self.model
+            if self.validator is not None:
+                self.validator.set_weights(self.model.get_weights())
+                scored = self.validator
+            outputs = predict(scored, self.valid["inputs"])
+            val_loss = weighted_loss(
+                outputs, self.valid["targets"], self.valid["weights"]
+            )
+            val_score = self.score(outputs, self.valid)
+            self.seconds = time.perf_counter() - start
+            row = {
+                "epoch": epoch,
+                "loss": round(float(np.mean(losses)), 6),
+                "val_loss": round(val_loss, 6),
+                **{f"val_{k}": round(v, 4) for k, v in val_score.items()},
+                "seconds": round(self.seconds, 1),
+            }
+            self.history.append(row)
+            if self.verbose:
+                print(self.name, json.dumps(row), flush=True)
+            key = selection_key(val_score, val_loss, self.primary)
+            if self.best_key is None or key > self.best_key:
+                self.best_key, self.best_epoch = key, epoch
+                self.best_weights = self.model.get_weights()
+                self.best_score, self.best_loss = val_score, val_loss
+            if self.budget is not None and self.seconds > self.budget:
+                self.stopped = True
+            if self.patience is not None and epoch - self.best_epoch >= self.patience:
+                self.stopped = True
+        return self
+
+    def restore(self) -> keras.Model:
+        """Loads the best epoch's weights into the model; returns it."""
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        return self.model
+
+    def summary(self) -> dict:
+        """The run so far: `seconds`, `epochs`, `best_epoch`, `history`."""
+        return {
+            "seconds": round(self.seconds, 1),
+            "epochs": len(self.history),
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+        }
+
+
 def fit(
     model: keras.Model,
     train: dict,
     valid: dict,
     score: Callable[[np.ndarray, dict], dict],
-    primary: str,
+    primary,
     epochs: int,
     batch_size: int,
     seed: int = 0,
@@ -442,65 +608,123 @@ def fit(
 ) -> dict:
     """Trains on length buckets; keeps the weights of the best validation epoch.
 
-    After each epoch the model is scored on `valid` (the training lengths,
-    fresh data): the best epoch has the highest `score(...)[primary]`, ties
-    broken by the lower validation loss. With a `validator` (a model with
-    the same weights layout, e.g. one whose stack rounds its strengths), the
-    validator gets the weights and is scored instead of the model.
-    `schedule(model, epoch)`, if given, runs before each epoch (e.g. to lower
-    a temperature). Training stops after `epochs` epochs, after `patience`
-    epochs without a better one, or at the end of the first epoch that ends
-    past `budget` seconds.
+    See `Training` for the arguments. Training stops after `epochs` epochs,
+    after `patience` epochs without a better one, or at the end of the
+    first epoch that ends past `budget` seconds.
 
     Returns:
         A dict: `seconds` (training wall time, validation included),
         `epochs` (run), `best_epoch` (1-based), `history` (per epoch: train
         loss, validation loss, validation score, elapsed seconds).
     """
-    rng = np.random.default_rng(seed)
-    history, best_key, best_weights, best_epoch = [], None, None, 0
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        if schedule is not None:
-            schedule(model, epoch)
-        losses = []
-        for indices, steps in length_batches(train, batch_size, rng, multiple):
-            loss = model.train_on_batch(
-                train["inputs"][indices, :steps],
-                train["targets"][indices, :steps],
-                sample_weight=train["weights"][indices, :steps],
-            )
-            losses.append(float(np.asarray(loss).reshape(-1)[0]))
-        if validator is not None:
-            validator.set_weights(model.get_weights())
-        outputs = predict(model if validator is None else validator, valid["inputs"])
-        val_loss = weighted_loss(outputs, valid["targets"], valid["weights"])
-        val_score = score(outputs, valid)
-        elapsed = time.perf_counter() - start
+    training = Training(
+        model,
+        train,
+        valid,
+        score,
+        primary,
+        batch_size,
+        seed,
+        budget,
+        patience,
+        multiple,
+        verbose,
+        name,
+        validator,
+        schedule,
+    )
+    training.run(epochs).restore()
+    return training.summary()
+
+
+def pick_restart(keys: list[tuple]) -> int:
+    """The index of the best restart: the highest `selection_key` (first on ties)."""
+    if not keys:
+        raise ValueError("Argument `keys` must hold at least one restart's key.")
+    return max(range(len(keys)), key=lambda i: (keys[i], -i))
+
+
+def train_with_restarts(
+    build: Callable[[], keras.Model],
+    model: keras.Model,
+    restarts: int,
+    restart_epochs: int,
+    epochs: int,
+    seed: int = 0,
+    name: str = "model",
+    **options,
+) -> tuple[keras.Model, dict, list[dict]]:
+    """Random restarts picked on the validation split, then one full run.
+
+    Restart `k` (0-based) starts from initial weights drawn with seed
+    `seed + k` and shuffles its batches with seed `seed + k`; the data are
+    the same for all. Restart 0 starts from `model`'s own weights; restart
+    `k >= 1` from those of `build()`, a fresh model of the same layout built
+    after `keras.utils.set_random_seed(seed + k)`, copied into `model` (so
+    that its compiled training function is reused), with the optimizer's
+    state (step count, moments) set back to its initial values. Each trains
+    `restart_epochs` epochs; the one with the best validation key over its
+    epochs (`selection_key`, as for epochs: no test set takes part) gets its
+    weights and optimizer state back and trains on to `epochs` epochs in
+    all; its best epoch's weights are then loaded.
+
+    Args:
+        build: builds a fresh (uncompiled) model of `model`'s layout.
+        model: the compiled model to train.
+        restarts, restart_epochs, epochs: see above.
+        seed: the run's seed.
+        name: the model's name in the printed lines.
+        **options: `Training`'s other arguments (`train`, `valid`, `score`,
+            `primary`, `batch_size`, `budget`, `patience`, ...).
+
+    Returns:
+        `(model, summary, restart_rows)`: the trained model, its
+        `Training.summary()` with `restart` and `seed` added, and per
+        restart `{"restart", "seed", "best_epoch", "seconds", "val_loss",
+        "val_<metric>"...}` after its `restart_epochs` epochs (its best
+        epoch's validation figures).
+    """
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    initial_optimizer = [v.numpy() for v in optimizer.variables]
+    trainings, states, rows = [], [], []
+    for k in range(restarts):
+        if k > 0:
+            keras.utils.set_random_seed(seed + k)
+            model.set_weights(build().get_weights())
+            for variable, value in zip(optimizer.variables, initial_optimizer):
+                variable.assign(value)
+        training = Training(model, seed=seed + k, name=f"{name}[{k}]", **options)
+        training.run(restart_epochs)
+        states.append((model.get_weights(), [v.numpy() for v in optimizer.variables]))
         row = {
-            "epoch": epoch,
-            "loss": round(float(np.mean(losses)), 6),
-            "val_loss": round(val_loss, 6),
-            **{f"val_{k}": round(v, 4) for k, v in val_score.items()},
-            "seconds": round(elapsed, 1),
+            "restart": k,
+            "seed": seed + k,
+            "best_epoch": training.best_epoch,
+            "seconds": round(training.seconds, 1),
+            "val_loss": round(training.best_loss, 6),
+            **{f"val_{m}": round(v, 4) for m, v in training.best_score.items()},
         }
-        history.append(row)
-        if verbose:
-            print(name, json.dumps(row), flush=True)
-        key = (val_score[primary], -val_loss)
-        if best_key is None or key > best_key:
-            best_key, best_weights, best_epoch = key, model.get_weights(), epoch
-        if budget is not None and elapsed > budget:
-            break
-        if patience is not None and epoch - best_epoch >= patience:
-            break
-    model.set_weights(best_weights)
-    return {
-        "seconds": round(time.perf_counter() - start, 1),
-        "epochs": len(history),
-        "best_epoch": best_epoch,
-        "history": history,
-    }
+        rows.append(row)
+        trainings.append(training)
+        if options.get("verbose", 1):
+            print(f"{name} restart {json.dumps(row)}", flush=True)
+    picked = pick_restart([t.best_key for t in trainings])
+    if options.get("verbose", 1):
+        print(
+            f"{name}: picked restart {picked} (seed {seed + picked}) on the "
+            f"validation split",
+            flush=True,
+        )
+    weights, optimizer_values = states[picked]
+    model.set_weights(weights)
+    for variable, value in zip(optimizer.variables, optimizer_values):
+        variable.assign(value)
+    training = trainings[picked]
+    training.run(epochs).restore()
+    summary = {**training.summary(), "restart": picked, "seed": seed + picked}
+    return model, summary, rows
 
 
 def compare(
@@ -515,6 +739,7 @@ def compare(
     evaluators: dict[str, keras.Model] | None = None,
     validators: dict[str, keras.Model] | None = None,
     schedules: dict[str, Callable[[keras.Model, int], None]] | None = None,
+    builders: dict[str, Callable[[], keras.Model]] | None = None,
 ) -> dict:
     """Trains each model the same way and scores it on every test set.
 
@@ -534,17 +759,27 @@ def compare(
             scored on `valid` instead of the trained model (after every
             epoch, to pick the best one, and at the end).
         schedules: optional `{name: schedule}`, see `fit`.
+        builders: optional `{name: build}`, where `build()` returns a fresh
+            model of the same layout: with `cfg["restarts"] > 1`
+            such a model is trained with `train_with_restarts` (seeds
+            `cfg["seed"]`, `+ 1`, ...; `cfg["restart_epochs"]` each; the
+            best on `valid` trains on), the others as before.
 
     Returns:
         A flat dict of results: `{model}_{test}_{metric}`, `{model}_valid_
         {metric}`, `{model}_params`, `{model}_units`, `{model}_train_seconds`,
         `{model}_epochs`, `{model}_best_epoch`, the trivial baseline's
-        `constant_valid_loss` and each model's `{model}_valid_loss`.
+        `constant_valid_loss` and each model's `{model}_valid_loss`; for a
+        model trained with restarts also `{model}_restarts` (one row per
+        restart, see `train_with_restarts`), `{model}_picked_restart` and
+        `{model}_picked_seed`.
     """
     results = {}
     evaluators = evaluators or {}
     validators = validators or {}
     schedules = schedules or {}
+    builders = builders or {}
+    restarts = cfg.get("restarts", 1)
     if not cfg.get("baseline", True):
         models = dict(list(models.items())[:1])
     constant = constant_outputs(train, valid, classes)
@@ -561,23 +796,40 @@ def compare(
             print(
                 f"--- {name}: {units} units, {model.count_params()} weights", flush=True
             )
-        run = fit(
-            model,
-            train,
-            valid,
-            score,
-            primary,
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch"],
-            seed=cfg["seed"],
-            budget=cfg.get("budget"),
-            patience=cfg.get("patience"),
-            multiple=cfg.get("multiple", 16),
-            verbose=cfg["verbose"],
-            name=name,
-            validator=validators.get(name),
-            schedule=schedules.get(name),
-        )
+        options = {
+            "train": train,
+            "valid": valid,
+            "score": score,
+            "primary": primary,
+            "batch_size": cfg["batch"],
+            "budget": cfg.get("budget"),
+            "patience": cfg.get("patience"),
+            "multiple": cfg.get("multiple", 16),
+            "verbose": cfg["verbose"],
+            "validator": validators.get(name),
+            "schedule": schedules.get(name),
+        }
+        if restarts > 1 and name in builders:
+            model, run, rows = train_with_restarts(
+                builders[name],
+                model,
+                restarts,
+                cfg["restart_epochs"],
+                cfg["epochs"],
+                seed=cfg["seed"],
+                name=name,
+                **options,
+            )
+            results[f"{name}_restarts"] = rows
+            results[f"{name}_picked_restart"] = run["restart"]
+            results[f"{name}_picked_seed"] = run["seed"]
+            results[f"{name}_restarts_seconds"] = round(
+                sum(row["seconds"] for row in rows), 1
+            )
+        else:
+            training = Training(model, seed=cfg["seed"], name=name, **options)
+            model = training.run(cfg["epochs"]).restore()
+            run = training.summary()
         results.update(
             {
                 f"{name}_units": units,

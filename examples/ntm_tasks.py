@@ -295,7 +295,19 @@ def main(argv=None) -> dict:
     }
     results.update(
         common.compare(
-            models, train, valid, tests, _exact_key, "neg_bits_error", cfg, bits
+            models,
+            train,
+            valid,
+            tests,
+            _exact_key,
+            "neg_bits_error",
+            cfg,
+            bits,
+            builders={  # fresh weights for --restarts
+                "ntm": lambda: build_memory_model(
+                    inputs, bits, cfg["units"], cfg["slots"], cfg["width"]
+                )
+            },
         )
     )
     return common.report(results, args.out)

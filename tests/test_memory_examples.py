@@ -158,3 +158,48 @@ def test_copy_quick_run_returns_results(copy):
     assert results["lstm_params"] <= results["ntm_params"]
     assert 0.0 < results["zero_output_bits_error"] <= 8 * 10
     assert results["quick"] is True
+
+
+# -- random restarts picked on validation (examples/memory_common.py) -----------
+@pytest.mark.parametrize("name", ["dyck2", "anbn"])
+def test_quick_run_with_restarts_prints_the_picked_restart(name, capsys):
+    import sys
+
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))  # the examples import memory_common
+    argv = ["--quick", "--verbose", "1", "--no-baseline", "--seed", "3"]
+    argv += ["--restarts", "2", "--restart-epochs", "1", "--epochs", "3"]
+    results = load(name).main(argv)
+    rows = results["stack_restarts"]
+    assert [(row["restart"], row["seed"]) for row in rows] == [(0, 3), (1, 4)]
+
+    # the pick is the best validation row: exact first, then the lower loss
+    # (aⁿbⁿ: first the loss on the deterministic steps, then on all steps)
+    def key(row):
+        return (row["val_exact"], -row.get("val_det_loss", 0.0), -row["val_loss"])
+
+    best = max(rows, key=key)
+    assert results["stack_picked_restart"] == best["restart"]
+    assert results["stack_picked_seed"] == 3 + best["restart"]
+    assert results["stack_epochs"] == 3
+    out = capsys.readouterr().out
+    picked = best["restart"]
+    assert f"stack: picked restart {picked} (seed {3 + picked})" in out
+    assert out.count("stack restart {") == 2
+
+
+@pytest.mark.parametrize(
+    "name, task, model",
+    [("transduction", "copy", "memory"), ("ntm_tasks", "recall", "ntm")],
+)
+def test_the_other_memory_examples_take_restarts(name, task, model):
+    import sys
+
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    argv = ["--quick", "--verbose", "0", "--no-baseline", "--task", task]
+    argv += ["--restarts", "2", "--restart-epochs", "1", "--epochs", "2"]
+    results = load(name).main(argv)
+    assert [row["seed"] for row in results[f"{model}_restarts"]] == [0, 1]
+    assert results[f"{model}_picked_restart"] in (0, 1)
+    assert results[f"{model}_epochs"] == 2

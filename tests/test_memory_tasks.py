@@ -104,6 +104,125 @@ def test_bad_command_lines_are_refused(common):
         common.parse_args("x", ["--budget", "-5"])
 
 
+def test_selection_key_orders_metrics_then_the_validation_loss(common):
+    key = common.selection_key
+    assert key({"exact": 1.0}, 0.2, "exact") == (1.0, -0.2)
+    # more exact beats a lower loss; on ties the lower loss wins
+    assert key({"exact": 0.9}, 0.1, "exact") < key({"exact": 1.0}, 0.5, "exact")
+    assert key({"exact": 1.0}, 0.3, "exact") < key({"exact": 1.0}, 0.2, "exact")
+    # a tuple: in order, "-name" where lower is better
+    both = ("exact", "-bits")
+    assert key({"exact": 1.0, "bits": 2.0}, 0.1, both) == (1.0, -2.0, -0.1)
+    better = key({"exact": 1.0, "bits": 1.0}, 0.9, both)
+    assert better > key({"exact": 1.0, "bits": 2.0}, 0.1, both)
+
+
+def test_pick_restart_takes_the_best_key_and_the_first_on_ties(common):
+    assert common.pick_restart([(0.0, -0.3), (1.0, -0.2), (1.0, -0.1)]) == 2
+    assert common.pick_restart([(1.0, -0.1), (0.5, 0.0), (1.0, -0.1)]) == 0
+    with pytest.raises(ValueError, match="at least one restart"):
+        common.pick_restart([])
+
+
+def stub_model(bias, compiled=True):
+    """A sequence model that outputs `bias` everywhere on zero inputs (lr 0)."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 1)),
+            keras.layers.Dense(
+                1, bias_initializer=keras.initializers.Constant(bias), name="out"
+            ),
+        ]
+    )
+    if compiled:
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    return model
+
+
+def stub_data(num, steps, value):
+    return {
+        "inputs": np.full((num, steps, 1), value, "float32"),
+        "targets": np.zeros((num, steps), "int64"),
+        "weights": np.ones((num, steps), "float32"),
+        "steps": np.full(num, steps),
+    }
+
+
+def test_restarts_are_picked_on_the_validation_split(common, capsys):
+    # restart k outputs biases[k]; the stub score is the mean output on the
+    # data it is given, and records which data that was
+    biases = iter([0.3, 0.5])
+    seen = []
+
+    def score(outputs, data):
+        seen.append(data["name"])
+        return {"exact": float(np.mean(outputs))}
+
+    train = stub_data(8, 4, 1.0)
+    valid = {**stub_data(4, 4, 0.0), "name": "valid"}
+    first = stub_model(0.1)
+    model, summary, rows = common.train_with_restarts(
+        lambda: stub_model(next(biases), compiled=False),
+        first,
+        restarts=3,
+        restart_epochs=1,
+        epochs=3,
+        seed=5,
+        name="stub",
+        train=train,
+        valid=valid,
+        score=score,
+        primary="exact",
+        batch_size=4,
+        verbose=1,
+    )
+    assert [row["restart"] for row in rows] == [0, 1, 2]
+    assert [row["seed"] for row in rows] == [5, 6, 7]
+    np.testing.assert_allclose([row["val_exact"] for row in rows], [0.1, 0.3, 0.5])
+    assert (summary["restart"], summary["seed"]) == (2, 7)
+    # one model trained throughout: each restart's weights are copied into it
+    assert model is first
+    np.testing.assert_allclose(model.get_layer("out").bias.numpy(), [0.5])
+    # the picked restart trained on to 3 epochs; the others stopped after 1
+    assert summary["epochs"] == 3 and [h["epoch"] for h in summary["history"]] == [
+        1,
+        2,
+        3,
+    ]
+    assert set(seen) == {"valid"} and len(seen) == 3 + 2
+    assert "stub: picked restart 2 (seed 7)" in capsys.readouterr().out
+
+
+def test_restart_options_need_a_config_that_holds_them(common):
+    args = common.parse_args("x", ["--restarts", "4", "--restart-epochs", "3"])
+    cfg = common.configure(args, {"epochs": 30}, {"epochs": 5})
+    assert (cfg["restarts"], cfg["restart_epochs"]) == (4, 3)
+    cfg = common.configure(
+        common.parse_args("x", ["--restarts", "2"]), {"epochs": 30}, {}
+    )
+    assert (cfg["restarts"], cfg["restart_epochs"]) == (2, 3)  # a tenth
+    assert (
+        common.configure(common.parse_args("x", []), {"epochs": 30}, {})["restarts"]
+        == 1
+    )
+    with pytest.raises(ValueError, match="restart_epochs=40, epochs=30"):
+        common.configure(
+            common.parse_args("x", ["--restarts", "2", "--restart-epochs", "40"]),
+            {"epochs": 30},
+            {},
+        )
+    # a config's restart epochs shrink with fewer --epochs; the command line's don't
+    args = common.parse_args("x", ["--epochs", "5"])
+    cfg = common.configure(
+        args, {"epochs": 30, "restarts": 6, "restart_epochs": 10}, {}
+    )
+    assert (cfg["restarts"], cfg["restart_epochs"]) == (6, 5)
+    with pytest.raises(SystemExit):
+        common.parse_args("x", ["--restarts", "0"])
+
+
 # -- transduction ----------------------------------------------------------------
 def test_transduction_settings_are_the_papers(transduction):
     assert transduction.VOCAB == 128
@@ -149,6 +268,15 @@ def test_transduction_push_and_pop_biases_start_the_strengths(transduction):
     np.testing.assert_array_equal(
         memory.projection.get_weights()[1], [0.0, 0.0, 0.0, 2.0, -2.0]
     )
+
+
+def test_transduction_defaults_are_per_task(transduction):
+    # the copy's defaults are the flags that solved it on the validation split
+    assert transduction.TASK_DEFAULTS == {
+        "reverse": {"push_bias": 0.0, "pop_bias": 0.0, "lr": 3e-3},
+        "copy": {"push_bias": 2.0, "pop_bias": -3.0, "lr": 1e-3},
+    }
+    assert transduction.per_task("pop_bias") == "reverse: 0; copy: -3"
 
 
 # -- NTM copy and associative recall --------------------------------------------
@@ -261,7 +389,11 @@ def test_anbn_score_finds_the_largest_n_solved(anbn):
     outputs = np.eye(3)[data["targets"]]
     outputs[1, 6] = np.eye(3)[anbn.A]  # n = 4 wrong in its deterministic part
     outputs[2, 0] = np.eye(3)[anbn.B]  # n = 3 wrong outside it: still right
-    assert anbn.score(outputs, data) == {"exact": pytest.approx(2 / 3), "max_n": 3.0}
+    scores = anbn.score(outputs, data)
+    assert (scores["exact"], scores["max_n"]) == (pytest.approx(2 / 3), 3.0)
+    # det_loss: one of the 2 + 4 + 3 deterministic steps is certain and wrong
+    expected = -np.log(1e-7) / 9
+    np.testing.assert_allclose(scores["det_loss"], expected, rtol=1e-6)
 
 
 # -- quick runs: each must beat the best constant predictor -----------------------
@@ -284,6 +416,9 @@ def test_quick_run_beats_the_constant_predictor(name, argv, model):
         assert results[f"{key}_train_seconds"] > 0.0
     assert results["lstm_params"] >= results[f"{model}_params"]
     assert results[f"{model}_valid_loss"] < 0.95 * results["constant_valid_loss"]
+    if name == "transduction" and argv == ["--task", "copy"]:  # its own defaults
+        assert (results["push_bias"], results["pop_bias"]) == (2.0, -3.0)
+        assert results["config"]["lr"] == 1e-3
 
 
 # -- the stack options of dyck2.py and anbn.py ------------------------------------
@@ -333,3 +468,48 @@ def test_quick_run_with_the_stack_options(name):
     assert results["stack_epochs"] == 2 and "lstm_epochs" not in results
     # the rounded copy is scored on the test; the same weights unrounded too
     assert {"stack_test_exact", "stack_test_soft_exact"} <= set(results)
+
+
+def test_a_restart_starts_the_optimizer_afresh(common):
+    import keras
+
+    # Adam at lr 0.1 on y = 0. Restart 1 starts from seed 1's weights with
+    # the step count and moments of a new optimizer, so after its 2 epochs
+    # (one batch each) it equals a model built with seed 1 and trained 2 steps
+    def make(compiled=True):
+        model = keras.Sequential([keras.Input((None, 1)), keras.layers.Dense(1)])
+        if compiled:
+            model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+        return model
+
+    data = {**stub_data(4, 2, 1.0), "targets": np.zeros((4, 2, 1), "float32")}
+    calls = []
+
+    def score(outputs, data):  # every epoch better: restart 1, its epoch 2
+        calls.append(None)
+        return {"exact": float(len(calls))}
+
+    keras.utils.set_random_seed(1)
+    reference = make()
+    for _ in range(2):
+        reference.train_on_batch(data["inputs"], data["targets"], data["weights"])
+    keras.utils.set_random_seed(0)
+    model, summary, rows = common.train_with_restarts(
+        lambda: make(compiled=False),
+        make(),
+        restarts=2,
+        restart_epochs=2,
+        epochs=2,
+        seed=0,
+        train=data,
+        valid=data,
+        score=score,
+        primary="exact",
+        batch_size=4,
+        verbose=0,
+    )
+    assert (summary["restart"], summary["best_epoch"], len(calls)) == (1, 2, 4)
+    assert int(model.optimizer.iterations.numpy()) == 2
+    for got, expected in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert not np.allclose(reference.get_weights()[0], make().get_weights()[0])
