@@ -293,6 +293,12 @@ def floatx(request):
 def test_dropout_equals_unfused_with_the_same_masks(rng, monkeypatch, floatx, kind, kw):
     # float32: to 1e-6 (relative to the largest gradient entry); float64
     # shows that what is left in float32 is rounding.
+    if keras.backend.backend() == "jax" and (
+        floatx == "float64" or (set(RATES[-1]) - set(kw) and "implementation" not in kw)
+    ):
+        # JAX compiles each case's gradient anew (10-20 s each): there the
+        # float32 cases with every kind of mask; TensorFlow runs them all.
+        pytest.skip("TensorFlow and PyTorch run this case; JAX the mask-complete ones")
     tolerance = 1e-6 if floatx == "float32" else 1e-12
     cells = make_cells(kind, **kw)
     stack = FusedCellStack.from_cells(cells)
